@@ -1,0 +1,1 @@
+"""deepnormal: tracked, reproducible heteroscedastic regression."""

@@ -1,0 +1,186 @@
+"""params.yaml, loaded once through one validated schema.
+
+Every stage calls `load_params()` before doing any work, so a typo, a wrong type or an
+out-of-range value stops the pipeline with one message naming the key and what it accepts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from deepnormal.errors import DeepnormalError
+
+PARAMS_FILE = Path("params.yaml")
+
+
+class _Section(BaseModel):
+    # strict: no silent "64" -> 64 or true -> 1; ints are still accepted where floats are.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class GenerateParams(_Section):
+    seed: int = Field(0, ge=0)
+    n: int = Field(2000, ge=20)
+    x_low: float = -10.0
+    x_high: float = 10.0
+    intercept: float = -0.5
+    slope: float = 1.3
+    cos_amplitude: float = 3.0
+    cos_frequency: float = 0.5
+    noise_offset: float = 1.0
+    noise_amplitude: float = 1.0
+    noise_frequency: float = 0.4
+    val_fraction: float = Field(0.25, gt=0.0, lt=1.0)
+    test_fraction: float = Field(0.25, gt=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _check(self) -> "GenerateParams":
+        if self.x_low >= self.x_high:
+            raise ValueError(f"x_low ({self.x_low}) must be below x_high ({self.x_high})")
+        if self.noise_offset < abs(self.noise_amplitude):
+            raise ValueError(
+                "noise_offset must be >= |noise_amplitude| so that sigma(x) is never negative "
+                f"(got {self.noise_offset} and {self.noise_amplitude})"
+            )
+        if self.val_fraction + self.test_fraction >= 0.9:
+            raise ValueError(
+                "val_fraction + test_fraction must stay below 0.9 to leave rows for training "
+                f"(got {self.val_fraction} + {self.test_fraction})"
+            )
+        return self
+
+
+class ModelParams(_Section):
+    hidden_sizes: list[int] = Field([64, 64], min_length=1, max_length=16)
+    activation: Literal["sigmoid", "tanh", "relu", "silu", "gelu"] = "silu"
+    sigma_floor: float = Field(1e-4, ge=0.0, le=1.0)
+    standardize: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> "ModelParams":
+        if any(size < 1 or size > 4096 for size in self.hidden_sizes):
+            raise ValueError(f"hidden_sizes entries must be 1..4096 (got {self.hidden_sizes})")
+        return self
+
+
+class TrainParams(_Section):
+    seed: int = Field(0, ge=0)
+    batch_size: int = Field(64, ge=1)
+    max_epochs: int = Field(300, ge=1)
+    patience: int = Field(30, ge=1)
+    min_delta: float = Field(0.0, ge=0.0)
+    optimizer: Literal["adam", "adamw"] = "adam"
+    weight_decay: float = Field(0.0, ge=0.0)
+    lr_schedule: Literal["constant", "cosine", "plateau"] = "cosine"
+    loss: Literal["nll", "beta_nll"] = "nll"
+    beta: float = Field(0.5, ge=0.0, le=1.0)
+
+
+class LrFindParams(_Section):
+    fixed_lr: Optional[float] = Field(None, gt=0.0, le=10.0)
+    min_lr: float = Field(1e-5, gt=0.0)
+    max_lr: float = Field(1.0, gt=0.0, le=10.0)
+    num_steps: int = Field(100, ge=10)
+    divisor: float = Field(10.0, ge=1.0)
+    lower_bound: float = Field(1e-4, gt=0.0)
+    upper_bound: float = Field(0.1, gt=0.0)
+    fallback_lr: float = Field(1e-3, gt=0.0)
+
+    @model_validator(mode="after")
+    def _check(self) -> "LrFindParams":
+        if self.min_lr >= self.max_lr:
+            raise ValueError(f"min_lr ({self.min_lr}) must be below max_lr ({self.max_lr})")
+        if self.lower_bound > self.upper_bound:
+            raise ValueError(
+                f"lower_bound ({self.lower_bound}) must not exceed upper_bound ({self.upper_bound})"
+            )
+        if not self.lower_bound <= self.fallback_lr <= self.upper_bound:
+            raise ValueError(
+                f"fallback_lr ({self.fallback_lr}) must lie within "
+                f"[lower_bound, upper_bound] = [{self.lower_bound}, {self.upper_bound}]"
+            )
+        return self
+
+
+class EvaluateParams(_Section):
+    interval_levels: list[float] = Field([0.5, 0.8, 0.95], min_length=1)
+    plot_max_points: int = Field(5000, ge=100)
+
+    @model_validator(mode="after")
+    def _check(self) -> "EvaluateParams":
+        if any(not 0.0 < level < 1.0 for level in self.interval_levels):
+            raise ValueError(f"interval_levels must lie strictly between 0 and 1 "
+                             f"(got {self.interval_levels})")
+        return self
+
+
+class TrackingParams(_Section):
+    experiment_name: str = Field("deepnormal", min_length=1)
+
+
+class Params(_Section):
+    generate: GenerateParams
+    model: ModelParams
+    train: TrainParams
+    lr_find: LrFindParams
+    evaluate: EvaluateParams
+    tracking: TrackingParams
+
+    def flat(self, sections: tuple[str, ...] | None = None) -> dict[str, object]:
+        """Params as 'section.key' -> value, the form MLflow shows side by side."""
+        return {
+            f"{section}.{key}": value
+            for section, values in self.model_dump().items()
+            if sections is None or section in sections
+            for key, value in values.items()
+        }
+
+
+def _describe(error: dict, raw: dict) -> str:
+    path = ".".join(str(part) for part in error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        section = error["loc"][0] if len(error["loc"]) > 1 else None
+        model = Params.model_fields[section].annotation if section else Params
+        allowed = ", ".join(model.model_fields)
+        where = f"section '{section}'" if section else "params.yaml"
+        return f"unknown key '{path}'; {where} accepts: {allowed}"
+    if kind == "missing":
+        return f"missing key '{path}'"
+    value = error.get("input")
+    shown = "" if isinstance(value, dict) else f" (got {value!r})"
+    message = error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, "):]
+    return f"'{path}': {message}{shown}"
+
+
+def parse_params(raw: object, source: str = "params.yaml") -> Params:
+    if not isinstance(raw, dict):
+        raise DeepnormalError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as error:
+        problems = "; ".join(_describe(e, raw) for e in error.errors())
+        raise DeepnormalError(f"{source}: {problems}") from None
+
+
+def load_params(path: Path | str = PARAMS_FILE) -> Params:
+    """Read and validate params.yaml; raise DeepnormalError with one readable message."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise DeepnormalError(f"cannot read {path}: {error.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise DeepnormalError(f"{path} is not valid YAML{where}: {problem}") from None
+    return parse_params(raw, str(path))

@@ -1,0 +1,22 @@
+"""One exception type for every problem a user can fix, and the stage wrapper that prints it."""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+
+class DeepnormalError(Exception):
+    """A problem with the user's params, data or environment, explained in one message."""
+
+
+def run_stage(main: Callable[[], None]) -> None:
+    """Run a stage's main(); a DeepnormalError becomes one readable line and exit code 2.
+
+    Anything else is a bug and keeps its traceback.
+    """
+    try:
+        main()
+    except DeepnormalError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

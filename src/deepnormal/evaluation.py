@@ -1,0 +1,131 @@
+"""Scoring the trained model and its baselines on the held-out splits, and drawing it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from deepnormal import metrics, plots, synthetic
+from deepnormal.baselines import LinearGaussian
+from deepnormal.config import Params
+from deepnormal.data import TARGET, Split
+
+Predictor = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def predictors(model: Predictor, train: Split, params: Params,
+               synthetic_data: bool) -> dict[str, Predictor]:
+    """The model, the homoscedastic linear baseline and, for synthetic data, the oracle."""
+    linear = LinearGaussian.fit(train.features, train.target)
+    found = {"model": model, "linear": linear.predict}
+    if synthetic_data:
+        g = params.generate
+        found["oracle"] = lambda f: (synthetic.true_mean(f[:, 0], g),
+                                     synthetic.true_sigma(f[:, 0], g))
+    return found
+
+
+def score_split(split: Split, predictors: dict[str, Predictor], levels: list[float]) -> dict:
+    """One section per predictor, plus the model's NLL gap to the oracle when there is one."""
+    section = {}
+    for name, predict in predictors.items():
+        mu, sigma = predict(split.features)
+        section[name] = metrics.score(split.target, mu, sigma, levels)
+    if "oracle" in section:
+        section["nll_gap"] = section["model"]["nll"] - section["oracle"]["nll"]
+    return section
+
+
+def mlflow_metrics(report: dict) -> dict[str, float]:
+    """Flat names for MLflow: test_nll, test_picp_95, test_linear_nll, test_nll_gap, and
+    val_split_* for the validation split (val_nll is the per-epoch training curve)."""
+    flat = {}
+    for split, section in report.items():
+        prefix = "test" if split == "test" else "val_split"
+        for predictor, values in section.items():
+            if not isinstance(values, dict):
+                flat[f"{prefix}_{predictor}"] = values
+                continue
+            infix = "" if predictor == "model" else f"{predictor}_"
+            for key, value in values.items():
+                flat[f"{prefix}_{infix}{key}"] = value
+    return flat
+
+
+def predictions_table(split: Split, mu: np.ndarray, sigma: np.ndarray,
+                      levels: list[float]) -> pd.DataFrame:
+    table = pd.DataFrame(split.features, columns=list(split.feature_names))
+    table[TARGET] = split.target
+    table["mu"] = mu
+    table["sigma"] = sigma
+    for level in levels:
+        half = metrics.interval_half_width(sigma, level)
+        tag = metrics.level_tag(level)
+        table[f"lower_{tag}"] = mu - half
+        table[f"upper_{tag}"] = mu + half
+    return table
+
+
+def calibration_table(split: Split, predictors: dict[str, Predictor]) -> pd.DataFrame:
+    """Nominal vs observed quantile coverage per predictor, the data of the DVC plot."""
+    table = pd.DataFrame({"nominal": metrics.CALIBRATION_LEVELS})
+    for name, predict in predictors.items():
+        mu, sigma = predict(split.features)
+        table[name] = metrics.calibration_curve(split.target, mu, sigma)
+    return table
+
+
+def draw(test: Split, predictors: dict[str, Predictor], history: list[dict], best_epoch: int,
+         out_dir: Path, max_points: int, synthetic_data: bool, params: Params) -> list[Path]:
+    """Every evaluation figure; one-feature data gets the band and sigma(x) plots."""
+    model = predictors["model"]
+    mu, sigma = model(test.features)
+    curves = {name: metrics.calibration_curve(test.target, *p(test.features))
+              for name, p in predictors.items()}
+    paths = [
+        plots.learning_curves(history, best_epoch, out_dir / "learning_curves.png"),
+        plots.calibration(metrics.CALIBRATION_LEVELS, curves, out_dir / "calibration.png"),
+        plots.pit_histogram(metrics.pit(test.target, mu, sigma), out_dir / "pit_histogram.png"),
+        plots.observed_vs_predicted(test.target, mu, sigma, out_dir / "observed_vs_predicted.png",
+                                    max_points),
+        plots.sigma_vs_error(test.target, mu, sigma, out_dir / "sigma_vs_error.png", max_points),
+    ]
+    if test.features.shape[1] == 1:
+        x = test.features[:, 0]
+        grid = np.linspace(x.min(), x.max(), 500)
+        grid_mu, grid_sigma = model(grid[:, None])
+        true_mu = true_sigma = None
+        if synthetic_data:
+            true_mu = synthetic.true_mean(grid, params.generate)
+            true_sigma = synthetic.true_sigma(grid, params.generate)
+        paths.append(plots.prediction_band(x, test.target, grid, grid_mu, grid_sigma,
+                                           out_dir / "prediction_band.png", true_mu, true_sigma,
+                                           max_points))
+        paths.append(plots.sigma_vs_input(grid, grid_sigma, out_dir / "sigma_vs_input.png",
+                                          true_sigma))
+    return paths
+
+
+def summary_markdown(report: dict, train_summary: dict) -> str:
+    test = report["test"]
+    lines = [
+        "# deepnormal run summary",
+        "",
+        f"- learning rate: {train_summary['lr']:.4g} ({train_summary['lr_rule']})",
+        f"- epochs run: {train_summary['epochs_run']}, best epoch: {train_summary['best_epoch']}",
+        "",
+        "| predictor | test NLL | CRPS | RMSE | 95% coverage | calibration error |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, values in test.items():
+        if isinstance(values, dict):
+            lines.append(
+                f"| {name} | {values['nll']:.4f} | {values['crps']:.4f} | {values['rmse']:.4f} "
+                f"| {values.get('picp_95', float('nan')):.3f} | {values['calibration_error']:.4f} |"
+            )
+    if "nll_gap" in test:
+        lines += ["", f"NLL gap to the oracle: **{test['nll_gap']:.4f} nats**"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,102 @@
+"""Lightning wrapper around DeepNormalNet: loss, optimiser, lr schedule, epoch logging."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from deepnormal.config import ModelParams, TrainParams
+from deepnormal.errors import DeepnormalError
+from deepnormal.network import DeepNormalNet, gaussian_nll_z, standardisation
+
+
+class DeepNormalModule(pl.LightningModule):
+    # Every hyperparameter is a number, a string or a list of numbers: a checkpoint must
+    # load with torch.load(weights_only=True).
+    def __init__(
+        self,
+        input_dim: int,
+        hidden_sizes: list[int],
+        activation: str,
+        sigma_floor: float,
+        x_mean: list[float],
+        x_std: list[float],
+        y_mean: float,
+        y_std: float,
+        lr: float = 1e-3,
+        optimizer: str = "adam",
+        weight_decay: float = 0.0,
+        lr_schedule: str = "constant",
+        max_epochs: int = 100,
+        loss: str = "nll",
+        beta: float = 0.5,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = DeepNormalNet(input_dim, hidden_sizes, activation, sigma_floor,
+                                 x_mean, x_std, y_mean, y_std)
+        self.log_y_std = math.log(y_std)
+
+    @classmethod
+    def from_params(cls, model: ModelParams, train: TrainParams, features: np.ndarray,
+                    target: np.ndarray, lr: float) -> "DeepNormalModule":
+        return cls(
+            input_dim=features.shape[1],
+            hidden_sizes=list(model.hidden_sizes),
+            activation=model.activation,
+            sigma_floor=model.sigma_floor,
+            **standardisation(features, target, model.standardize),
+            lr=lr,
+            optimizer=train.optimizer,
+            weight_decay=train.weight_decay,
+            lr_schedule=train.lr_schedule,
+            max_epochs=train.max_epochs,
+            loss=train.loss,
+            beta=train.beta,
+        )
+
+    def _nll_terms(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = batch
+        mu_z, sigma_z = self.net.standardised(x)
+        return gaussian_nll_z(self.net.standardise_target(y), mu_z, sigma_z), sigma_z
+
+    def training_step(self, batch, batch_idx):
+        nll, sigma_z = self._nll_terms(batch)
+        mean_nll = nll.mean()
+        if not torch.isfinite(mean_nll):
+            raise DeepnormalError(
+                f"the training loss became non-finite at epoch {self.current_epoch} "
+                f"(lr {self.optimizers().param_groups[0]['lr']:.3g}); the learning rate is too "
+                "high: set lr_find.fixed_lr lower or lower lr_find.upper_bound"
+            )
+        if self.hparams.loss == "beta_nll":
+            # Seitzer et al. 2022: weight each point's NLL by a stop-gradient sigma^(2*beta).
+            loss = (nll * sigma_z.detach() ** (2 * self.hparams.beta)).mean()
+        else:
+            loss = mean_nll
+        # Logged in original units: the standardised NLL plus log(y_std).
+        self.log("train_nll", mean_nll + self.log_y_std, on_step=False, on_epoch=True,
+                 batch_size=len(batch[1]))
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        nll, _ = self._nll_terms(batch)
+        self.log("val_nll", nll.mean() + self.log_y_std, on_step=False, on_epoch=True,
+                 batch_size=len(batch[1]))
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        optimizer_class = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[hp.optimizer]
+        optimizer = optimizer_class(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.lr_schedule == "cosine":
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=hp.max_epochs)
+            return {"optimizer": optimizer, "lr_scheduler": scheduler}
+        if hp.lr_schedule == "plateau":
+            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5,
+                                                                   patience=10)
+            return {"optimizer": optimizer,
+                    "lr_scheduler": {"scheduler": scheduler, "monitor": "val_nll"}}
+        return optimizer

@@ -1,0 +1,14 @@
+"""Where each stage reads and writes, relative to the repository root (see dvc.yaml)."""
+
+from pathlib import Path
+
+DATA = Path("data")
+PREPARED = DATA / "prepared"          # generate: train.csv, val.csv, test.csv
+LR_FIND = DATA / "lr_find"            # lr_find: lr.json, curve.csv, curve.png
+TRAIN = DATA / "train"                # train: model.ckpt, history.csv, summary.json
+EVALUATE = DATA / "evaluate"          # evaluate: metrics.json, predictions.csv, plots/...
+
+LR_JSON = LR_FIND / "lr.json"
+CHECKPOINT = TRAIN / "model.ckpt"
+HISTORY = TRAIN / "history.csv"
+TRAIN_SUMMARY = TRAIN / "summary.json"

@@ -1,0 +1,96 @@
+"""Where MLflow writes, and the tags every run carries.
+
+Default: an embedded SQLite store `mlflow.db` and an artifact folder `mlartifacts/` at the
+repository root, both as absolute paths. The root is `$DVC_ROOT` when DVC runs the stage:
+`dvc exp run --temp` and queued experiments run in a copy under .dvc/tmp/exps, and a
+relative path would write into that copy and be lost with it. `MLFLOW_TRACKING_URI`
+overrides the store (and the server then decides where artifacts go).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+STORE_FILE = "mlflow.db"
+ARTIFACT_DIR = "mlartifacts"
+
+
+def repo_root() -> Path:
+    return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / STORE_FILE}"
+
+
+def uses_default_store() -> bool:
+    return not os.environ.get("MLFLOW_TRACKING_URI")
+
+
+def git_commit() -> str | None:
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                cwd=repo_root(), timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() or None
+
+
+def run_tags() -> dict[str, str]:
+    tags = {}
+    commit = git_commit()
+    if commit:
+        tags["git_commit"] = commit
+        tags["mlflow.source.git.commit"] = commit
+    exp_name = os.environ.get("DVC_EXP_NAME")
+    if exp_name:
+        tags["dvc_exp_name"] = exp_name
+    return tags
+
+
+def connect(experiment_name: str):
+    """Point mlflow at the store and return the experiment id, creating it if needed."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    experiment = mlflow.get_experiment_by_name(experiment_name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = None
+    if uses_default_store():
+        location = (repo_root() / ARTIFACT_DIR / experiment_name).as_uri()
+    try:
+        return mlflow.create_experiment(experiment_name, artifact_location=location)
+    except mlflow.exceptions.MlflowException:
+        # Another process (a parallel queued experiment) created it first.
+        return mlflow.get_experiment_by_name(experiment_name).experiment_id
+
+
+def epoch_sink(run_id: str):
+    """A callable that logs one epoch's row as one asynchronous batch (step = epoch).
+
+    One log_batch per epoch instead of one call per metric, and asynchronous, so the
+    store's write latency stays off the training loop; `flush()` waits for it at the end.
+    """
+    import time
+
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri())
+
+    def sink(row: dict) -> None:
+        stamp = int(time.time() * 1000)
+        batch = [Metric(key, float(value), stamp, row["epoch"])
+                 for key, value in row.items() if key != "epoch"]
+        client.log_batch(run_id, metrics=batch, synchronous=False)
+
+    return sink
+
+
+def flush() -> None:
+    import mlflow
+
+    mlflow.flush_async_logging()

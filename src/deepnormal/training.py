@@ -1,0 +1,128 @@
+"""Fitting: the LR range test and the early-stopped training run, on the real Lightning Trainer."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+from pytorch_lightning.tuner import Tuner
+
+from deepnormal.config import Params
+from deepnormal.data import Split
+from deepnormal.errors import DeepnormalError
+from deepnormal.lightning_module import DeepNormalModule
+from deepnormal.loaders import batches
+
+# In-memory tensors need no worker processes; Lightning's hint about them is noise here.
+warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+warnings.filterwarnings("ignore", message=".*LightningModule.*in `eval` mode.*")
+
+
+def _trainer(**kwargs) -> pl.Trainer:
+    defaults = dict(logger=False, enable_progress_bar=False, enable_model_summary=False,
+                    num_sanity_val_steps=0, accelerator="auto", devices=1)
+    return pl.Trainer(**(defaults | kwargs))
+
+
+def range_test(params: Params, train: Split) -> tuple[np.ndarray, np.ndarray]:
+    """Lightning's LR range test on the training split: (lrs, smoothed losses).
+
+    Runs in a temporary directory so the finder's own restore checkpoint never lingers.
+    """
+    pl.seed_everything(params.train.seed, verbose=False)
+    module = DeepNormalModule.from_params(params.model, params.train, train.features,
+                                          train.target, lr=params.lr_find.min_lr)
+    loader = batches(train, params.train.batch_size, shuffle=True, seed=params.train.seed)
+    steps = params.lr_find.num_steps
+    with tempfile.TemporaryDirectory(prefix="deepnormal-lr-find-") as workdir:
+        trainer = _trainer(default_root_dir=workdir, enable_checkpointing=False,
+                           max_epochs=math.ceil(steps / len(loader)) + 1)
+        finder = Tuner(trainer).lr_find(
+            module, train_dataloaders=loader, min_lr=params.lr_find.min_lr,
+            max_lr=params.lr_find.max_lr, num_training=steps, update_attr=False,
+        )
+    if finder is None:
+        return np.array([]), np.array([])
+    return np.asarray(finder.results["lr"], float), np.asarray(finder.results["loss"], float)
+
+
+class EpochHistory(pl.Callback):
+    """Collects one row per epoch (train NLL, validation NLL, lr), hands it to `sink`
+    (the MLflow logger) and prints a progress line every `print_every` epochs."""
+
+    def __init__(self, sink: Callable[[dict], None] | None = None, print_every: int = 10):
+        self.rows: list[dict] = []
+        self.sink = sink
+        self.print_every = print_every
+        self._lr = float("nan")
+
+    def on_train_epoch_start(self, trainer, module) -> None:
+        self._lr = float(trainer.optimizers[0].param_groups[0]["lr"])
+
+    def on_train_epoch_end(self, trainer, module) -> None:
+        metrics = trainer.callback_metrics
+        row = {
+            "epoch": trainer.current_epoch,
+            "train_nll": float(metrics["train_nll"]),
+            "val_nll": float(metrics["val_nll"]),
+            "lr": self._lr,
+        }
+        self.rows.append(row)
+        if self.sink is not None:
+            self.sink(row)
+        epoch = row["epoch"] + 1
+        if epoch == 1 or epoch % self.print_every == 0:
+            best = min(r["val_nll"] for r in self.rows)
+            print(f"epoch {epoch:>4}/{trainer.max_epochs}  train_nll {row['train_nll']:.4f}  "
+                  f"val_nll {row['val_nll']:.4f}  best {best:.4f}  lr {row['lr']:.3g}", flush=True)
+
+
+@dataclass(frozen=True)
+class FitResult:
+    checkpoint: Path
+    history: list[dict]
+    best_epoch: int
+    best_val_nll: float
+    epochs_run: int
+    stopped_early: bool
+
+
+def fit(params: Params, train: Split, val: Split, lr: float, out_dir: Path,
+        sink: Callable[[dict], None] | None = None) -> FitResult:
+    """Train with early stopping on validation NLL; keep the best epoch's checkpoint."""
+    p = params.train
+    pl.seed_everything(p.seed, verbose=False)
+    module = DeepNormalModule.from_params(params.model, p, train.features, train.target, lr)
+    history = EpochHistory(sink)
+    stopper = EarlyStopping(monitor="val_nll", mode="min", patience=p.patience,
+                            min_delta=p.min_delta, check_finite=True)
+    checkpointer = ModelCheckpoint(dirpath=out_dir, filename="model", monitor="val_nll",
+                                   mode="min", save_top_k=1, auto_insert_metric_name=False,
+                                   enable_version_counter=False)
+    trainer = _trainer(max_epochs=p.max_epochs, default_root_dir=out_dir,
+                       callbacks=[history, stopper, checkpointer])
+    trainer.fit(module, train_dataloaders=batches(train, p.batch_size, True, p.seed),
+                val_dataloaders=batches(val, len(val), False))
+    rows = history.rows
+    diverged = [r["epoch"] for r in rows if not math.isfinite(r["val_nll"])]
+    if diverged:
+        raise DeepnormalError(
+            f"the validation NLL became non-finite at epoch {diverged[0]} (lr {lr:.3g}); the "
+            "learning rate is too high: set lr_find.fixed_lr lower or lower lr_find.upper_bound"
+        )
+    best = min(range(len(rows)), key=lambda i: rows[i]["val_nll"])
+    return FitResult(
+        checkpoint=Path(checkpointer.best_model_path),
+        history=rows,
+        best_epoch=rows[best]["epoch"],
+        best_val_nll=rows[best]["val_nll"],
+        epochs_run=len(rows),
+        stopped_early=stopper.stopped_epoch > 0,
+    )

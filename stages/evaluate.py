@@ -1,0 +1,72 @@
+"""Stage `evaluate`: score the best checkpoint on the held-out splits and draw it.
+
+Reads params `evaluate` and `generate` (for the oracle); the splits; data/train/model.ckpt
+(loaded weights-only), history.csv and summary.json. Writes data/evaluate/metrics.json
+(one section per split and predictor: model, linear baseline, oracle; DVC metrics),
+predictions.csv (test inputs, target, mu, sigma, interval bounds), calibration.csv and
+plots/*.png. Logs the metrics (test_nll, test_crps, test_picp_95, ...), plots and a
+markdown summary into the training run in MLflow.
+"""
+
+import argparse
+import json
+
+import pandas as pd
+
+from deepnormal import evaluation, paths, tracking
+from deepnormal.config import load_params
+from deepnormal.data import read_splits
+from deepnormal.errors import DeepnormalError, run_stage
+from deepnormal.network import load_checkpoint
+
+
+def main() -> None:
+    argparse.ArgumentParser(description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
+    params = load_params()
+    p = params.evaluate
+    splits = read_splits(paths.PREPARED)
+    try:
+        summary = json.loads(paths.TRAIN_SUMMARY.read_text())
+        history = pd.read_csv(paths.HISTORY).to_dict("records")
+    except (OSError, ValueError) as error:
+        raise DeepnormalError(f"training outputs in {paths.TRAIN} are missing or unreadable "
+                              f"({error}); run the train stage") from None
+    net = load_checkpoint(paths.CHECKPOINT)
+
+    found = evaluation.predictors(net.predict, splits["train"], params, synthetic_data=True)
+    report = {
+        "test": evaluation.score_split(splits["test"], found, p.interval_levels),
+        "val": evaluation.score_split(splits["val"], {"model": net.predict}, p.interval_levels),
+    }
+    out = paths.EVALUATE
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    mu, sigma = net.predict(splits["test"].features)
+    evaluation.predictions_table(splits["test"], mu, sigma, p.interval_levels).to_csv(
+        out / "predictions.csv", index=False)
+    evaluation.calibration_table(splits["test"], found).to_csv(out / "calibration.csv",
+                                                               index=False)
+    evaluation.draw(splits["test"], found, history, summary["best_epoch"], out / "plots",
+                    p.plot_max_points, synthetic_data=True, params=params)
+    (out / "summary.md").write_text(evaluation.summary_markdown(report, summary))
+
+    test = report["test"]
+    gap = f", gap to oracle {test['nll_gap']:.4f}" if "nll_gap" in test else ""
+    print(f"test NLL {test['model']['nll']:.4f}{gap}, "
+          f"95% coverage {test['model'].get('picp_95', float('nan')):.3f}")
+
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking.tracking_uri())
+    # Reopens the training run; on an exception the context manager marks it FAILED.
+    with mlflow.start_run(run_id=summary["run_id"]):
+        mlflow.log_metrics(evaluation.mlflow_metrics(report))
+        mlflow.set_tags({f"evaluate.{key}": str(value) for key, value in p.model_dump().items()})
+        mlflow.log_artifacts(str(out / "plots"), "plots")
+        for name in ("metrics.json", "summary.md", "predictions.csv", "calibration.csv"):
+            mlflow.log_artifact(str(out / name), "evaluate")
+
+
+if __name__ == "__main__":
+    run_stage(main)

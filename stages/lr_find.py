@@ -1,0 +1,47 @@
+"""Stage `lr_find`: choose the learning rate with an LR range test, and check it.
+
+Reads params `lr_find`, `model`, and train.{seed,batch_size,loss,beta}; the training split.
+Writes data/lr_find/lr.json (chosen lr, rule, any fallback and why), curve.csv (the range
+test: lr, smoothed loss) and curve.png (the curve with the chosen lr marked).
+With lr_find.fixed_lr set, the search is skipped and that value is recorded.
+"""
+
+import argparse
+import json
+
+import numpy as np
+import pandas as pd
+
+from deepnormal import paths, plots
+from deepnormal.config import load_params
+from deepnormal.data import read_split
+from deepnormal.errors import run_stage
+from deepnormal.lr_rule import LrChoice, choose_lr
+
+
+def main() -> None:
+    argparse.ArgumentParser(description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
+    params = load_params()
+    p = params.lr_find
+    train = read_split(paths.PREPARED / "train.csv")
+    if p.fixed_lr is not None:
+        lrs, losses = np.array([]), np.array([])
+        choice = LrChoice(lr=p.fixed_lr, rule="fixed_lr from params")
+    else:
+        from deepnormal.training import range_test  # torch + Lightning: only when searching
+
+        lrs, losses = range_test(params, train)
+        choice = choose_lr(lrs, losses, divisor=p.divisor, lower_bound=p.lower_bound,
+                           upper_bound=p.upper_bound, fallback_lr=p.fallback_lr)
+    paths.LR_FIND.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"lr": lrs, "loss": losses}).to_csv(paths.LR_FIND / "curve.csv", index=False)
+    paths.LR_JSON.write_text(json.dumps(choice.as_dict(), indent=2) + "\n")
+    note = choice.rule if choice.fallback_reason is None else (
+        f"fallback: {choice.fallback_reason}")
+    plots.lr_range_test(lrs, losses, choice.lr, note, paths.LR_FIND / "curve.png")
+    print(f"chosen lr {choice.lr:.4g} ({note})")
+
+
+if __name__ == "__main__":
+    run_stage(main)

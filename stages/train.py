@@ -1,0 +1,76 @@
+"""Stage `train`: fit the deep normal model with early stopping, tracked in MLflow.
+
+Reads params `model`, `train`, `generate`, `lr_find`, `tracking`; the train and val splits;
+data/lr_find/lr.json. Writes data/train/model.ckpt (the best epoch, weights-only loadable),
+history.csv (per-epoch train NLL, validation NLL, lr) and summary.json (MLflow run id,
+best epoch, chosen lr). Opens one MLflow run holding every param, the per-epoch curves,
+the lr-finder result and plot, and the checkpoint; a failure leaves the run FAILED.
+"""
+
+import argparse
+import json
+import os
+
+import pandas as pd
+
+from deepnormal import paths, tracking
+from deepnormal.config import load_params
+from deepnormal.data import read_splits
+from deepnormal.errors import run_stage
+from deepnormal.lr_rule import read_choice
+
+# The sections this run depends on (evaluate's are set as tags by the evaluate stage,
+# since evaluate can rerun into the same run with new values).
+TRACKED_SECTIONS = ("generate", "model", "train", "lr_find", "tracking")
+
+
+def main() -> None:
+    argparse.ArgumentParser(description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
+    # Everything a user can get wrong is checked before the slow imports and the run.
+    params = load_params()
+    splits = read_splits(paths.PREPARED, ("train", "val"))
+    choice = read_choice(paths.LR_JSON)
+
+    import mlflow
+
+    from deepnormal.training import fit
+
+    experiment_id = tracking.connect(params.tracking.experiment_name)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=os.environ.get("DVC_EXP_NAME"),
+                          tags=tracking.run_tags()) as run:
+        run_id = run.info.run_id
+        print(f"MLflow run {run_id} in experiment '{params.tracking.experiment_name}' "
+              f"at {tracking.tracking_uri()}")
+        mlflow.log_params(params.flat(TRACKED_SECTIONS) | {
+            "lr_find.chosen_lr": choice.lr,
+            "lr_find.rule": choice.rule,
+            "lr_find.fallback_reason": choice.fallback_reason or "none",
+            "data.train_rows": len(splits["train"]),
+            "data.val_rows": len(splits["val"]),
+        })
+        mlflow.log_artifacts(str(paths.LR_FIND), "lr_find")
+        result = fit(params, splits["train"], splits["val"], choice.lr, paths.TRAIN,
+                     sink=tracking.epoch_sink(run_id))
+        pd.DataFrame(result.history).to_csv(paths.HISTORY, index=False)
+        summary = {
+            "run_id": run_id,
+            "lr": choice.lr,
+            "lr_rule": choice.rule,
+            "best_epoch": result.best_epoch,
+            "best_val_nll": result.best_val_nll,
+            "epochs_run": result.epochs_run,
+            "stopped_early": result.stopped_early,
+        }
+        paths.TRAIN_SUMMARY.write_text(json.dumps(summary, indent=2) + "\n")
+        mlflow.log_metrics({"best_val_nll": result.best_val_nll,
+                            "best_epoch": result.best_epoch, "epochs_run": result.epochs_run})
+        mlflow.log_artifact(str(result.checkpoint), "checkpoints")
+        mlflow.log_artifact(str(paths.HISTORY), "train")
+        tracking.flush()
+    print(f"best epoch {result.best_epoch} of {result.epochs_run}: "
+          f"val_nll {result.best_val_nll:.4f}; checkpoint {result.checkpoint}")
+
+
+if __name__ == "__main__":
+    run_stage(main)
