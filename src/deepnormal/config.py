@@ -57,6 +57,7 @@ class GenerateParams(_Section):
 class ModelParams(_Section):
     hidden_sizes: list[int] = Field([64, 64], min_length=1, max_length=16)
     activation: Literal["sigmoid", "tanh", "relu", "silu", "gelu"] = "silu"
+    scale_link: Literal["softplus", "exp", "square"] = "softplus"
     sigma_floor: float = Field(1e-4, ge=0.0, le=1.0)
     standardize: bool = True
 

@@ -26,6 +26,7 @@ class DeepNormalModule(pl.LightningModule):
         x_std: list[float],
         y_mean: float,
         y_std: float,
+        scale_link: str = "softplus",
         lr: float = 1e-3,
         optimizer: str = "adam",
         weight_decay: float = 0.0,
@@ -37,7 +38,7 @@ class DeepNormalModule(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.net = DeepNormalNet(input_dim, hidden_sizes, activation, sigma_floor,
-                                 x_mean, x_std, y_mean, y_std)
+                                 x_mean, x_std, y_mean, y_std, scale_link)
         self.log_y_std = math.log(y_std)
 
     @classmethod
@@ -48,6 +49,7 @@ class DeepNormalModule(pl.LightningModule):
             hidden_sizes=list(model.hidden_sizes),
             activation=model.activation,
             sigma_floor=model.sigma_floor,
+            scale_link=model.scale_link,
             **standardisation(features, target, model.standardize),
             lr=lr,
             optimizer=train.optimizer,

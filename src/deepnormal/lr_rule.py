@@ -1,8 +1,9 @@
 """Choosing a learning rate from an LR range test curve: a pure function.
 
 Rule ("min/divisor"): cut the curve at the first non-finite loss (the run has diverged
-and nothing after it means anything), smooth it with a centred running median, take the
-lr at the minimum smoothed loss, divide by `divisor` and clip to [lower_bound, upper_bound].
+and nothing after it means anything), smooth it with a centred running median, skip the
+first tenth (warm-up noise), take the lr at the minimum smoothed loss, divide by
+`divisor` and clip to [lower_bound, upper_bound].
 
 Why not Lightning's default "steepest descent" suggestion: on this loss the initial NLL
 is huge and falls steeply at *any* lr, so the steepest point is often the very first one
@@ -21,6 +22,9 @@ import numpy as np
 
 RULE = "lr at min of median-smoothed loss / divisor, clipped to [lower_bound, upper_bound]"
 MIN_FINITE_POINTS = 5
+# The first tenth of the curve is warm-up: a handful of noisy batches at tiny lrs (the
+# smoothing has barely started) says nothing about the lr; Lightning skips it too.
+WARMUP_SHARE = 0.1
 SMOOTHING_WINDOW = 5
 
 
@@ -69,9 +73,10 @@ def choose_lr(
         )
     lrs, losses = lrs[:end], losses[:end]
     smoothed = running_median(losses)
-    best = int(np.argmin(smoothed))
-    if best == 0 or not smoothed[best] < smoothed[0]:
-        return fallback("the loss never fell below its value at the smallest lr tried")
+    warmup = max(1, int(len(smoothed) * WARMUP_SHARE))
+    best = warmup + int(np.argmin(smoothed[warmup:]))
+    if best == warmup and not smoothed[best] < np.median(smoothed[:warmup]):
+        return fallback("the loss never decreased over the range tested")
 
     lr_at_min = float(lrs[best])
     chosen = float(np.clip(lr_at_min / divisor, lower_bound, upper_bound))

@@ -2,7 +2,7 @@
 
 x (original units) -> standardise -> MLP body -> two heads:
     mean head  -> mu_z
-    scale head -> sigma_z = softplus(raw) + sigma_floor
+    scale head -> sigma_z = link(raw) + sigma_floor   (link: softplus, exp or square)
 -> back to original units: mu = y_mean + y_std * mu_z, sigma = y_std * sigma_z.
 The standardisation statistics are plain numbers (hyperparameters), fitted on the
 training split only, so a checkpoint alone reproduces predictions in original units.
@@ -25,6 +25,19 @@ ACTIVATIONS = {
     "gelu": nn.GELU,
 }
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+# Maps the scale head's raw output to sigma_z >= 0 (before the floor), and the raw value
+# at which sigma_z = 1, the scale head's initial bias: training starts at unit variance.
+SCALE_LINKS = {
+    # softplus: the common choice; sigma -> 0 only as raw -> -inf.
+    "softplus": (F.softplus, math.log(math.e - 1.0)),
+    # exp: a log-sigma output.
+    "exp": (torch.exp, 0.0),
+    # square: sigma = raw^2 reaches 0 where a smooth raw crosses 0, so a noise level that
+    # touches zero (the reference data's sigma at x = -3.93) is reachable without driving
+    # any weight to infinity.
+    "square": (torch.square, 1.0),
+}
 
 
 def standardisation(features: np.ndarray, target: np.ndarray, enabled: bool) -> dict:
@@ -55,6 +68,7 @@ class DeepNormalNet(nn.Module):
         x_std: list[float],
         y_mean: float,
         y_std: float,
+        scale_link: str = "softplus",
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
@@ -65,6 +79,9 @@ class DeepNormalNet(nn.Module):
         self.body = nn.Sequential(*layers)
         self.mean_head = nn.Linear(width, 1)
         self.scale_head = nn.Linear(width, 1)
+        self.link, unit_raw = SCALE_LINKS[scale_link]
+        with torch.no_grad():
+            self.scale_head.bias.fill_(unit_raw)
         self.sigma_floor = sigma_floor
         # Derived from the hyperparameters, so not saved twice in the state dict.
         self.register_buffer("x_mean", torch.tensor(x_mean), persistent=False)
@@ -76,7 +93,7 @@ class DeepNormalNet(nn.Module):
         """(mu_z, sigma_z) in standardised target units, for original-unit inputs x."""
         hidden = self.body((x - self.x_mean) / self.x_std)
         mu_z = self.mean_head(hidden).squeeze(-1)
-        sigma_z = F.softplus(self.scale_head(hidden).squeeze(-1)) + self.sigma_floor
+        sigma_z = self.link(self.scale_head(hidden).squeeze(-1)) + self.sigma_floor
         return mu_z, sigma_z
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,7 +117,7 @@ def gaussian_nll_z(y_z: torch.Tensor, mu_z: torch.Tensor, sigma_z: torch.Tensor)
 
 
 NET_ARGS = ("input_dim", "hidden_sizes", "activation", "sigma_floor",
-            "x_mean", "x_std", "y_mean", "y_std")
+            "x_mean", "x_std", "y_mean", "y_std", "scale_link")
 
 
 def load_checkpoint(path) -> DeepNormalNet:

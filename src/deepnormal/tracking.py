@@ -54,13 +54,14 @@ def connect(experiment_name: str):
     """Point mlflow at the store and return the experiment id, creating it if needed."""
     import mlflow
 
+    # Decided before set_tracking_uri(), which exports MLFLOW_TRACKING_URI itself.
+    location = None
+    if uses_default_store():
+        location = (repo_root() / ARTIFACT_DIR / experiment_name).as_uri()
     mlflow.set_tracking_uri(tracking_uri())
     experiment = mlflow.get_experiment_by_name(experiment_name)
     if experiment is not None:
         return experiment.experiment_id
-    location = None
-    if uses_default_store():
-        location = (repo_root() / ARTIFACT_DIR / experiment_name).as_uri()
     try:
         return mlflow.create_experiment(experiment_name, artifact_location=location)
     except mlflow.exceptions.MlflowException:

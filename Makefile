@@ -1,0 +1,29 @@
+# Two entry points for a fresh machine:
+#   make pipeline   set up .venv and run the whole DVC pipeline on params.yaml
+#   make test       set up .venv (with test extras) and run the test suite
+VENV ?= .venv
+BIN := $(abspath $(VENV))/bin
+# Stage commands in dvc.yaml call `python`: make it the project's interpreter.
+export PATH := $(BIN):$(PATH)
+
+.PHONY: setup pipeline test benchmark ui
+
+setup: $(VENV)/.installed
+
+# torch is pinned in pyproject.toml to the CPU build that pip finds locally.
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+pipeline: setup
+	dvc repro
+
+test: setup
+	python -m pytest
+
+benchmark: setup
+	python benchmarks/pipeline.py
+
+ui: setup
+	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000

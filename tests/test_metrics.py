@@ -1,0 +1,82 @@
+import numpy as np
+import pytest
+from scipy import integrate, stats
+
+from deepnormal import metrics, synthetic
+from deepnormal.baselines import LinearGaussian
+from deepnormal.config import GenerateParams
+
+# Expected values for the true predictive of the reference process (GUIDE section 2).
+ORACLE_NLL, ORACLE_CRPS, ORACLE_COVERAGE_95 = 0.8459, 0.5642, 0.9545
+
+
+@pytest.fixture(scope="module")
+def reference_sample():
+    p = GenerateParams(n=400_000, seed=11)
+    x, y = synthetic.sample(p)
+    return y, synthetic.true_mean(x, p), synthetic.true_sigma(x, p)
+
+
+def test_true_predictive_matches_the_known_scores(reference_sample):
+    y, mu, sigma = reference_sample
+    assert metrics.gaussian_nll(y, mu, sigma) == pytest.approx(ORACLE_NLL, abs=0.01)
+    assert metrics.gaussian_crps(y, mu, sigma) == pytest.approx(ORACLE_CRPS, abs=0.005)
+    assert metrics.coverage(y, mu, sigma, 0.9545) == pytest.approx(ORACLE_COVERAGE_95, abs=0.003)
+    assert metrics.calibration_error(y, mu, sigma) < 0.005
+
+
+def test_nll_matches_scipy():
+    rng = np.random.default_rng(0)
+    y, mu, sigma = rng.normal(size=50), rng.normal(size=50), rng.uniform(0.5, 2, 50)
+    expected = -stats.norm(mu, sigma).logpdf(y).mean()
+    assert metrics.gaussian_nll(y, mu, sigma) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("y, mu, sigma", [(0.3, 0.0, 1.0), (-2.0, 1.0, 0.5), (5.0, 5.0, 3.0)])
+def test_crps_matches_numerical_integration(y, mu, sigma):
+    def integrand(t):
+        return (stats.norm.cdf(t, mu, sigma) - (t >= y)) ** 2
+
+    lo, hi = mu - 12 * sigma, mu + 12 * sigma
+    numeric = sum(integrate.quad(integrand, a, b, limit=200)[0]
+                  for a, b in ((lo, y), (y, hi)))
+    closed = metrics.gaussian_crps(np.array([y]), np.array([mu]), np.array([sigma]))
+    assert closed == pytest.approx(numeric, rel=1e-6)
+
+
+def test_overconfident_predictor_is_miscalibrated(reference_sample):
+    y, mu, sigma = reference_sample
+    honest = metrics.calibration_error(y, mu, sigma)
+    overconfident = metrics.calibration_error(y, mu, sigma / 3)
+    assert overconfident > 0.1 > honest
+    assert metrics.coverage(y, mu, sigma / 3, 0.95) < 0.6
+
+
+def test_interval_width_and_sharpness():
+    sigma = np.array([1.0, 2.0])
+    assert metrics.mean_interval_width(sigma, 0.95) == pytest.approx(2 * 1.959964 * 1.5, rel=1e-6)
+    scores = metrics.score(np.zeros(2), np.zeros(2), sigma, [0.5, 0.95])
+    assert scores["sharpness"] == pytest.approx(np.sqrt(2.5))
+    assert {"picp_50", "mpiw_50", "picp_95", "mpiw_95", "crps", "rmse", "mae"} <= set(scores)
+
+
+def test_pit_is_uniform_for_the_truth(reference_sample):
+    values = metrics.pit(*reference_sample)
+    counts, _ = np.histogram(values, bins=10, range=(0, 1))
+    assert np.all(np.abs(counts / len(values) - 0.1) < 0.005)
+
+
+def test_linear_baseline_matches_a_direct_least_squares_fit():
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-3, 3, size=(500, 2))
+    y = 1.0 + x @ np.array([2.0, -0.5]) + rng.normal(scale=0.7, size=500)
+    model = LinearGaussian.fit(x, y)
+    design = np.column_stack([np.ones(500), x])
+    coef = np.linalg.inv(design.T @ design) @ design.T @ y
+    assert model.intercept == pytest.approx(coef[0])
+    np.testing.assert_allclose(model.coefficients, coef[1:])
+    residual_sd = np.sqrt(np.mean((y - design @ coef) ** 2))
+    mu, sigma = model.predict(x)
+    assert sigma == pytest.approx(np.full(500, residual_sd))
+    assert metrics.gaussian_nll(y, mu, sigma) == pytest.approx(
+        0.5 * np.log(2 * np.pi * residual_sd**2) + 0.5)

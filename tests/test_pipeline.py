@@ -1,0 +1,118 @@
+"""End to end: the real `dvc repro` on a tiny configuration, the real MLflow store.
+
+Tests in this module share one pipeline run (see conftest.pipeline); the ones that edit
+params restore them before they finish.
+"""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import TINY, dvc, edit_params, mlflow_client, stages_run
+
+STAGES = ["generate", "lr_find", "train", "evaluate"]
+
+
+@pytest.fixture(scope="module")
+def root(pipeline):
+    root, result = pipeline
+    assert stages_run(result.stdout) == STAGES, result.stdout
+    return root
+
+
+def only_run(root):
+    runs = mlflow_client(root).search_runs(
+        [e.experiment_id for e in mlflow_client(root).search_experiments()])
+    assert len(runs) == 1, [r.info.run_id for r in runs]
+    return runs[0]
+
+
+def test_every_output_exists_and_parses(root):
+    data = root / "data"
+    for name in ("train", "val", "test"):
+        assert len(pd.read_csv(data / "prepared" / f"{name}.csv")) > 0
+    lr = json.loads((data / "lr_find/lr.json").read_text())
+    assert lr["lr"] > 0 and lr["rule"]
+    assert (data / "lr_find/curve.png").stat().st_size > 1000
+    history = pd.read_csv(data / "train/history.csv")
+    assert list(history.columns) == ["epoch", "train_nll", "val_nll", "lr"]
+    assert 1 <= len(history) <= TINY["train"]["max_epochs"]
+    summary = json.loads((data / "train/summary.json").read_text())
+    assert summary["best_epoch"] == int(history["val_nll"].idxmin())
+
+    metrics = json.loads((data / "evaluate/metrics.json").read_text())
+    test = metrics["test"]
+    assert set(test) == {"model", "linear", "oracle", "nll_gap"}
+    assert test["nll_gap"] == pytest.approx(test["model"]["nll"] - test["oracle"]["nll"])
+    assert 0.5 < test["oracle"]["nll"] < 1.3
+    assert np.isfinite(test["model"]["nll"]) and 0 <= test["model"]["picp_95"] <= 1
+    assert "model" in metrics["val"]
+
+    predictions = pd.read_csv(data / "evaluate/predictions.csv")
+    assert {"x", "y", "mu", "sigma", "lower_95", "upper_95"} <= set(predictions.columns)
+    assert len(predictions) == len(pd.read_csv(data / "prepared/test.csv"))
+    assert (predictions["sigma"] > 0).all()
+    for plot in ("prediction_band", "learning_curves", "calibration", "pit_histogram",
+                 "sigma_vs_input"):
+        assert (data / "evaluate/plots" / f"{plot}.png").stat().st_size > 1000
+
+
+def test_store_holds_one_complete_run(root):
+    assert (root / "mlflow.db").is_file()
+    run = only_run(root)
+    client = mlflow_client(root)
+    assert run.info.status == "FINISHED"
+    params = run.data.params
+    assert params["train.batch_size"] == str(TINY["train"]["batch_size"])
+    assert params["generate.n"] == str(TINY["generate"]["n"])
+    assert float(params["lr_find.chosen_lr"]) > 0
+    assert run.data.tags["git_commit"]
+
+    history = pd.read_csv(root / "data/train/history.csv")
+    val_curve = client.get_metric_history(run.info.run_id, "val_nll")
+    assert [m.step for m in sorted(val_curve, key=lambda m: m.step)] == list(history["epoch"])
+    np.testing.assert_allclose(sorted(m.value for m in val_curve), sorted(history["val_nll"]),
+                               rtol=1e-6)
+    assert len(client.get_metric_history(run.info.run_id, "lr")) == len(history)
+
+    metrics = json.loads((root / "data/evaluate/metrics.json").read_text())["test"]
+    assert run.data.metrics["test_nll"] == pytest.approx(metrics["model"]["nll"])
+    assert run.data.metrics["test_nll_gap"] == pytest.approx(metrics["nll_gap"])
+    assert run.data.metrics["test_linear_nll"] == pytest.approx(metrics["linear"]["nll"])
+    assert "test_picp_95" in run.data.metrics and "test_crps" in run.data.metrics
+
+    artifacts = {a.path for folder in ("checkpoints", "plots", "lr_find", "evaluate")
+                 for a in client.list_artifacts(run.info.run_id, folder)}
+    assert {"checkpoints/model.ckpt", "plots/prediction_band.png", "lr_find/curve.png",
+            "evaluate/metrics.json", "evaluate/summary.md"} <= artifacts
+    # Artifacts live in the git-ignored folder at the repository root.
+    assert list((root / "mlartifacts").rglob("model.ckpt"))
+
+
+def test_dvc_metrics_and_plots_render(root, tmp_path):
+    shown = json.loads(dvc("metrics", "show", "--json", cwd=root).stdout)
+    assert "nll" in json.dumps(shown)
+    dvc("plots", "show", "-o", str(tmp_path / "plots"), cwd=root)
+    html = (tmp_path / "plots/index.html").read_text()
+    assert "history.csv" in html or "Learning curves" in html
+    assert "prediction_band.png" in html
+
+
+def test_reruns_only_what_changed(root):
+    assert stages_run(dvc("repro", cwd=root).stdout) == []
+
+    edit_params(root, {"train": {"patience": 2}})
+    assert stages_run(dvc("repro", "--dry", cwd=root).stdout) == ["train", "evaluate"]
+    edit_params(root, {"train": {"patience": TINY["train"]["patience"]},
+                       "generate": {"seed": 5}})
+    assert stages_run(dvc("repro", "--dry", cwd=root).stdout) == STAGES
+    edit_params(root, {"generate": {"seed": 0}})
+
+    before = only_run(root)
+    edit_params(root, {"evaluate": {"interval_levels": [0.5, 0.9, 0.95]}})
+    assert stages_run(dvc("repro", cwd=root).stdout) == ["evaluate"]
+    after = only_run(root)  # still exactly one run: evaluate adds to the training run
+    assert after.info.run_id == before.info.run_id
+    assert "test_picp_90" in after.data.metrics and after.info.status == "FINISHED"
