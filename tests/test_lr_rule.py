@@ -53,10 +53,12 @@ def test_empty_curve_falls_back():
 
 
 def test_choice_is_clipped_to_bounds():
-    choice = choose_lr(LRS, u_shaped(best=1e-5 * 3), **BOUNDS | {"divisor": 1.0})
-    assert choice.fallback_reason is not None or choice.lr >= 1e-4
+    low = choose_lr(LRS, u_shaped(best=3e-4), **BOUNDS)
+    assert low.fallback_reason is None and low.lr == 1e-4 and low.clipped
     high = choose_lr(LRS, u_shaped(best=0.9), **BOUNDS | {"divisor": 1.0})
     assert high.lr == 0.1 and high.clipped
+    inside = choose_lr(LRS, u_shaped(best=0.1), **BOUNDS)
+    assert not inside.clipped
 
 
 def test_running_median_removes_a_spike():

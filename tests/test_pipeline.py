@@ -36,6 +36,9 @@ def test_every_output_exists_and_parses(root):
     lr = json.loads((data / "lr_find/lr.json").read_text())
     assert lr["lr"] > 0 and lr["rule"]
     assert (data / "lr_find/curve.png").stat().st_size > 1000
+    # The range test restores the model from a temporary checkpoint; none may linger.
+    assert not list(root.rglob(".lr_find_*.ckpt"))
+    assert not (root / "lightning_logs").exists()
     history = pd.read_csv(data / "train/history.csv")
     assert list(history.columns) == ["epoch", "train_nll", "val_nll", "lr"]
     assert 1 <= len(history) <= TINY["train"]["max_epochs"]
@@ -116,3 +119,40 @@ def test_reruns_only_what_changed(root):
     after = only_run(root)  # still exactly one run: evaluate adds to the training run
     assert after.info.run_id == before.info.run_id
     assert "test_picp_90" in after.data.metrics and after.info.status == "FINISHED"
+
+
+def test_bad_param_stops_with_one_message_and_loses_nothing(root):
+    before = only_run(root)
+    edit_params(root, {"train": {"patience": 0}})
+    result = dvc("repro", cwd=root, check=False)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == ["error: params.yaml: 'train.patience': Input should be greater than or "
+                      "equal to 1 (got 0)"], result.stderr
+    assert only_run(root).info.run_id == before.info.run_id  # no run was opened
+    edit_params(root, {"train": {"patience": TINY["train"]["patience"]}})
+    dvc("checkout", cwd=root)  # DVC set the stage's old outputs aside; they come back
+    assert stages_run(dvc("repro", cwd=root).stdout) == []
+
+
+def test_diverging_training_fails_its_run_with_a_clear_message(root):
+    import subprocess
+    import sys
+
+    from tests.conftest import tool_env
+
+    lr_json = root / "data/lr_find/lr.json"
+    choice = json.loads(lr_json.read_text())
+    lr_json.write_text(json.dumps(choice | {"lr": 1e30}))
+    try:
+        result = subprocess.run([sys.executable, "stages/train.py"], cwd=root, env=tool_env(),
+                                capture_output=True, text=True)
+    finally:
+        dvc("checkout", "--force", cwd=root)
+    assert result.returncode == 2
+    assert "learning rate is too high" in result.stderr.splitlines()[-1]
+    client = mlflow_client(root)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    statuses = sorted(run.info.status for run in runs)
+    assert statuses == ["FAILED", "FINISHED"]
+    assert stages_run(dvc("repro", cwd=root).stdout) == []
