@@ -47,7 +47,7 @@ def main() -> None:
         out / "predictions.csv", index=False)
     evaluation.calibration_table(splits["test"], found).to_csv(out / "calibration.csv",
                                                                index=False)
-    evaluation.draw(splits["test"], found, history, summary["best_epoch"], out / "plots",
+    evaluation.draw(splits["test"], found, history, summary, out / "plots",
                     p.plot_max_points, synthetic_data=True, params=params)
     (out / "summary.md").write_text(evaluation.summary_markdown(report, summary))
 

@@ -49,7 +49,7 @@ def test_generate_stage_writes_byte_identical_files(tmp_path):
                         for name in ("train", "val", "test")})
     assert outputs[0] == outputs[1]
     frames = {name: pd.read_csv(root / "data/prepared" / f"{name}.csv") for name in outputs[0]}
-    assert [len(frames[k]) for k in ("train", "val", "test")] == [150, 75, 75]
+    assert [len(frames[k]) for k in ("train", "val", "test")] == [180, 45, 75]
     assert list(frames["train"].columns) == ["x", "y"]
 
 

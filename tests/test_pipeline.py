@@ -103,15 +103,13 @@ def test_dvc_metrics_and_plots_render(root, tmp_path):
     assert "prediction_band.png" in html
 
 
+def all_runs(root):
+    client = mlflow_client(root)
+    return client.search_runs([e.experiment_id for e in client.search_experiments()])
+
+
 def test_reruns_only_what_changed(root):
     assert stages_run(dvc("repro", cwd=root).stdout) == []
-
-    edit_params(root, {"train": {"patience": 2}})
-    assert stages_run(dvc("repro", "--dry", cwd=root).stdout) == ["train", "evaluate"]
-    edit_params(root, {"train": {"patience": TINY["train"]["patience"]},
-                       "generate": {"seed": 5}})
-    assert stages_run(dvc("repro", "--dry", cwd=root).stdout) == STAGES
-    edit_params(root, {"generate": {"seed": 0}})
 
     before = only_run(root)
     edit_params(root, {"evaluate": {"interval_levels": [0.5, 0.9, 0.95]}})
@@ -120,18 +118,28 @@ def test_reruns_only_what_changed(root):
     assert after.info.run_id == before.info.run_id
     assert "test_picp_90" in after.data.metrics and after.info.status == "FINISHED"
 
+    edit_params(root, {"train": {"patience": 2}})
+    assert stages_run(dvc("repro", cwd=root).stdout) == ["train", "evaluate"]
+    edit_params(root, {"generate": {"seed": 5}})
+    assert stages_run(dvc("repro", cwd=root).stdout) == STAGES
+    runs = all_runs(root)
+    assert len(runs) == 3 and {run.info.status for run in runs} == {"FINISHED"}
+    assert {run.data.params["train.patience"] for run in runs} == {"2", "3"}
+
 
 def test_bad_param_stops_with_one_message_and_loses_nothing(root):
-    before = only_run(root)
+    before = {run.info.run_id for run in all_runs(root)}
+    checkpoint = (root / "data/train/model.ckpt").read_bytes()
     edit_params(root, {"train": {"patience": 0}})
     result = dvc("repro", cwd=root, check=False)
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert errors == ["error: params.yaml: 'train.patience': Input should be greater than or "
                       "equal to 1 (got 0)"], result.stderr
-    assert only_run(root).info.run_id == before.info.run_id  # no run was opened
-    edit_params(root, {"train": {"patience": TINY["train"]["patience"]}})
+    assert {run.info.run_id for run in all_runs(root)} == before  # no run was opened
+    edit_params(root, {"train": {"patience": 2}})
     dvc("checkout", cwd=root)  # DVC set the stage's old outputs aside; they come back
+    assert (root / "data/train/model.ckpt").read_bytes() == checkpoint
     assert stages_run(dvc("repro", cwd=root).stdout) == []
 
 
@@ -141,6 +149,7 @@ def test_diverging_training_fails_its_run_with_a_clear_message(root):
 
     from tests.conftest import tool_env
 
+    before = {run.info.run_id for run in all_runs(root)}
     lr_json = root / "data/lr_find/lr.json"
     choice = json.loads(lr_json.read_text())
     lr_json.write_text(json.dumps(choice | {"lr": 1e30}))
@@ -151,8 +160,6 @@ def test_diverging_training_fails_its_run_with_a_clear_message(root):
         dvc("checkout", "--force", cwd=root)
     assert result.returncode == 2
     assert "learning rate is too high" in result.stderr.splitlines()[-1]
-    client = mlflow_client(root)
-    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    statuses = sorted(run.info.status for run in runs)
-    assert statuses == ["FAILED", "FINISHED"]
+    new = [run for run in all_runs(root) if run.info.run_id not in before]
+    assert [run.info.status for run in new] == ["FAILED"]
     assert stages_run(dvc("repro", cwd=root).stdout) == []

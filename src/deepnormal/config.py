@@ -34,7 +34,7 @@ class GenerateParams(_Section):
     noise_offset: float = 1.0
     noise_amplitude: float = 1.0
     noise_frequency: float = 0.4
-    val_fraction: float = Field(0.25, gt=0.0, lt=1.0)
+    val_fraction: float = Field(0.15, gt=0.0, lt=1.0)
     test_fraction: float = Field(0.25, gt=0.0, lt=1.0)
 
     @model_validator(mode="after")
@@ -57,7 +57,7 @@ class GenerateParams(_Section):
 class ModelParams(_Section):
     hidden_sizes: list[int] = Field([64, 64], min_length=1, max_length=16)
     activation: Literal["sigmoid", "tanh", "relu", "silu", "gelu"] = "silu"
-    scale_link: Literal["softplus", "exp", "square"] = "softplus"
+    scale_link: Literal["softplus", "exp", "square"] = "square"
     sigma_floor: float = Field(1e-4, ge=0.0, le=1.0)
     standardize: bool = True
 
@@ -70,12 +70,13 @@ class ModelParams(_Section):
 
 class TrainParams(_Section):
     seed: int = Field(0, ge=0)
-    batch_size: int = Field(64, ge=1)
-    max_epochs: int = Field(300, ge=1)
-    patience: int = Field(30, ge=1)
+    batch_size: int = Field(256, ge=1)
+    max_epochs: int = Field(1000, ge=1)
+    patience: int = Field(200, ge=1)
     min_delta: float = Field(0.0, ge=0.0)
     optimizer: Literal["adam", "adamw"] = "adam"
     weight_decay: float = Field(0.0, ge=0.0)
+    gradient_clip: Optional[float] = Field(None, gt=0.0)
     lr_schedule: Literal["constant", "cosine", "plateau"] = "cosine"
     loss: Literal["nll", "beta_nll"] = "nll"
     beta: float = Field(0.5, ge=0.0, le=1.0)

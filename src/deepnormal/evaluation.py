@@ -78,15 +78,17 @@ def calibration_table(split: Split, predictors: dict[str, Predictor]) -> pd.Data
     return table
 
 
-def draw(test: Split, predictors: dict[str, Predictor], history: list[dict], best_epoch: int,
-         out_dir: Path, max_points: int, synthetic_data: bool, params: Params) -> list[Path]:
+def draw(test: Split, predictors: dict[str, Predictor], history: list[dict],
+         train_summary: dict, out_dir: Path, max_points: int, synthetic_data: bool,
+         params: Params) -> list[Path]:
     """Every evaluation figure; one-feature data gets the band and sigma(x) plots."""
     model = predictors["model"]
     mu, sigma = model(test.features)
     curves = {name: metrics.calibration_curve(test.target, *p(test.features))
               for name, p in predictors.items()}
     paths = [
-        plots.learning_curves(history, best_epoch, out_dir / "learning_curves.png"),
+        plots.learning_curves(history, train_summary["best_epoch"],
+                              train_summary["stopped_early"], out_dir / "learning_curves.png"),
         plots.calibration(metrics.CALIBRATION_LEVELS, curves, out_dir / "calibration.png"),
         plots.pit_histogram(metrics.pit(test.target, mu, sigma), out_dir / "pit_histogram.png"),
         plots.observed_vs_predicted(test.target, mu, sigma, out_dir / "observed_vs_predicted.png",

@@ -51,12 +51,17 @@ def lr_range_test(lrs: np.ndarray, losses: np.ndarray, chosen_lr: float, note: s
     return _save(fig, path)
 
 
-def learning_curves(history: list[dict], best_epoch: int, path: Path) -> Path:
+def learning_curves(history: list[dict], best_epoch: int, stopped_early: bool,
+                    path: Path) -> Path:
     epochs = [row["epoch"] for row in history]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(epochs, [row["train_nll"] for row in history], label="train NLL")
     ax.plot(epochs, [row["val_nll"] for row in history], label="validation NLL")
-    ax.axvline(best_epoch, color="tab:red", linestyle="--", label=f"best epoch {best_epoch}")
+    ax.axvline(best_epoch, color="tab:red", linestyle="--",
+               label=f"best epoch {best_epoch} (checkpoint)")
+    if stopped_early:
+        ax.axvline(epochs[-1], color="black", linestyle=":",
+                   label=f"early stop at epoch {epochs[-1]}")
     values = np.array([row["val_nll"] for row in history] + [row["train_nll"] for row in history])
     values = values[np.isfinite(values)]
     if len(values):

@@ -107,7 +107,7 @@ def fit(params: Params, train: Split, val: Split, lr: float, out_dir: Path,
                                    mode="min", save_top_k=1, auto_insert_metric_name=False,
                                    enable_version_counter=False)
     trainer = _trainer(max_epochs=p.max_epochs, default_root_dir=out_dir,
-                       callbacks=[history, stopper, checkpointer])
+                       gradient_clip_val=p.gradient_clip, callbacks=[history, stopper, checkpointer])
     trainer.fit(module, train_dataloaders=batches(train, p.batch_size, True, p.seed),
                 val_dataloaders=batches(val, len(val), False))
     rows = history.rows
