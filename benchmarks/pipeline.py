@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.conftest import copy_repo, dvc  # noqa: E402  (the test suite's real-repo helpers)
+from tests.conftest import copy_repo, dvc
 
 STAGES = ("generate", "lr_find", "train", "evaluate")
 

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.conftest import copy_repo, dvc, edit_params  # noqa: E402
+from tests.conftest import copy_repo, dvc, edit_params
 
 
 def main() -> None:
@@ -26,7 +26,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated data seeds")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
-    header = f"{'seed':>4} {'lr':>9} {'epochs':>6} {'test NLL':>9} {'oracle':>8} {'gap':>7} {'cov95':>6}"
+    header = (f"{'seed':>4} {'lr':>9} {'epochs':>6} {'test NLL':>9} {'oracle':>8} "
+              f"{'gap':>7} {'cov95':>6}")
     print(header)
     gaps = []
     with tempfile.TemporaryDirectory(prefix="deepnormal-quality-") as tmp:

@@ -1,7 +1,5 @@
 """The network, its Lightning wrapper and checkpoints, on the real trainer."""
 
-import pickle
-import zipfile
 
 import numpy as np
 import pytest
@@ -11,7 +9,6 @@ from deepnormal.config import ModelParams, Params, TrainParams
 from deepnormal.data import Split
 from deepnormal.errors import DeepnormalError
 from deepnormal.network import DeepNormalNet, load_checkpoint, standardisation
-from tests.conftest import REPO
 
 
 def split(n: int, seed: int) -> Split:

@@ -16,7 +16,7 @@ class LinearGaussian:
     sigma: float
 
     @classmethod
-    def fit(cls, features: np.ndarray, target: np.ndarray) -> "LinearGaussian":
+    def fit(cls, features: np.ndarray, target: np.ndarray) -> LinearGaussian:
         design = np.column_stack([np.ones(len(features)), features])
         solution, *_ = np.linalg.lstsq(design, target, rcond=None)
         residuals = target - design @ solution

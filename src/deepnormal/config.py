@@ -7,7 +7,7 @@ out-of-range value stops the pipeline with one message naming the key and what i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -38,7 +38,7 @@ class GenerateParams(_Section):
     test_fraction: float = Field(0.25, gt=0.0, lt=1.0)
 
     @model_validator(mode="after")
-    def _check(self) -> "GenerateParams":
+    def _check(self) -> GenerateParams:
         if self.x_low >= self.x_high:
             raise ValueError(f"x_low ({self.x_low}) must be below x_high ({self.x_high})")
         if self.noise_offset < abs(self.noise_amplitude):
@@ -62,7 +62,7 @@ class ModelParams(_Section):
     standardize: bool = True
 
     @model_validator(mode="after")
-    def _check(self) -> "ModelParams":
+    def _check(self) -> ModelParams:
         if any(size < 1 or size > 4096 for size in self.hidden_sizes):
             raise ValueError(f"hidden_sizes entries must be 1..4096 (got {self.hidden_sizes})")
         return self
@@ -76,14 +76,14 @@ class TrainParams(_Section):
     min_delta: float = Field(0.0, ge=0.0)
     optimizer: Literal["adam", "adamw"] = "adam"
     weight_decay: float = Field(0.0, ge=0.0)
-    gradient_clip: Optional[float] = Field(None, gt=0.0)
+    gradient_clip: float | None = Field(None, gt=0.0)
     lr_schedule: Literal["constant", "cosine", "plateau"] = "cosine"
     loss: Literal["nll", "beta_nll"] = "nll"
     beta: float = Field(0.5, ge=0.0, le=1.0)
 
 
 class LrFindParams(_Section):
-    fixed_lr: Optional[float] = Field(None, gt=0.0, le=10.0)
+    fixed_lr: float | None = Field(None, gt=0.0, le=10.0)
     min_lr: float = Field(1e-5, gt=0.0)
     max_lr: float = Field(1.0, gt=0.0, le=10.0)
     num_steps: int = Field(100, ge=10)
@@ -93,7 +93,7 @@ class LrFindParams(_Section):
     fallback_lr: float = Field(1e-3, gt=0.0)
 
     @model_validator(mode="after")
-    def _check(self) -> "LrFindParams":
+    def _check(self) -> LrFindParams:
         if self.min_lr >= self.max_lr:
             raise ValueError(f"min_lr ({self.min_lr}) must be below max_lr ({self.max_lr})")
         if self.lower_bound > self.upper_bound:
@@ -113,7 +113,7 @@ class EvaluateParams(_Section):
     plot_max_points: int = Field(5000, ge=100)
 
     @model_validator(mode="after")
-    def _check(self) -> "EvaluateParams":
+    def _check(self) -> EvaluateParams:
         if any(not 0.0 < level < 1.0 for level in self.interval_levels):
             raise ValueError(f"interval_levels must lie strictly between 0 and 1 "
                              f"(got {self.interval_levels})")

@@ -43,7 +43,7 @@ class DeepNormalModule(pl.LightningModule):
 
     @classmethod
     def from_params(cls, model: ModelParams, train: TrainParams, features: np.ndarray,
-                    target: np.ndarray, lr: float) -> "DeepNormalModule":
+                    target: np.ndarray, lr: float) -> DeepNormalModule:
         return cls(
             input_dim=features.shape[1],
             hidden_sizes=list(model.hidden_sizes),

@@ -7,7 +7,13 @@ instead of collating `batch_size` single rows: the data loader must not dominate
 from __future__ import annotations
 
 import torch
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    RandomSampler,
+    SequentialSampler,
+    TensorDataset,
+)
 
 from deepnormal.data import Split
 

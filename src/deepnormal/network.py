@@ -107,7 +107,8 @@ class DeepNormalNet(nn.Module):
     @torch.no_grad()
     def predict(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         self.eval()
-        mu, sigma = self(torch.as_tensor(features, dtype=torch.float32))
+        # torch.tensor copies: the inputs may be a read-only view of a pandas frame.
+        mu, sigma = self(torch.tensor(features, dtype=torch.float32))
         return mu.double().numpy(), sigma.double().numpy()
 
 
@@ -143,7 +144,8 @@ def load_checkpoint(path) -> DeepNormalNet:
         raise DeepnormalError(f"checkpoint {path} lacks hyperparameters {missing}")
     net = DeepNormalNet(**{name: hparams[name] for name in NET_ARGS})
     prefix = "net."
-    state = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    state = {key.removeprefix(prefix): value
+             for key, value in checkpoint["state_dict"].items() if key.startswith(prefix)}
     net.load_state_dict(state)
     net.eval()
     return net

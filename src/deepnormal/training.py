@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytorch_lightning as pl
@@ -107,7 +107,8 @@ def fit(params: Params, train: Split, val: Split, lr: float, out_dir: Path,
                                    mode="min", save_top_k=1, auto_insert_metric_name=False,
                                    enable_version_counter=False)
     trainer = _trainer(max_epochs=p.max_epochs, default_root_dir=out_dir,
-                       gradient_clip_val=p.gradient_clip, callbacks=[history, stopper, checkpointer])
+                       gradient_clip_val=p.gradient_clip,
+                       callbacks=[history, stopper, checkpointer])
     trainer.fit(module, train_dataloaders=batches(train, p.batch_size, True, p.seed),
                 val_dataloaders=batches(val, len(val), False))
     rows = history.rows
