@@ -18,6 +18,7 @@ from deepnormal.config import load_params
 from deepnormal.data import read_splits
 from deepnormal.errors import DeepnormalError, run_stage
 from deepnormal.network import load_checkpoint
+from deepnormal.outputs import staged
 
 
 def main() -> None:
@@ -37,19 +38,19 @@ def main() -> None:
     found = evaluation.predictors(net.predict, splits["train"], params, synthetic_data=True)
     report = {
         "test": evaluation.score_split(splits["test"], found, p.interval_levels),
-        "val": evaluation.score_split(splits["val"], {"model": net.predict}, p.interval_levels),
+        "val": evaluation.score_split(splits["val"], found, p.interval_levels),
     }
+    with staged(paths.EVALUATE) as scratch:
+        (scratch / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+        mu, sigma = net.predict(splits["test"].features)
+        evaluation.predictions_table(splits["test"], mu, sigma, p.interval_levels).to_csv(
+            scratch / "predictions.csv", index=False)
+        evaluation.calibration_table(splits["test"], found).to_csv(
+            scratch / "calibration.csv", index=False)
+        evaluation.draw(splits["test"], found, history, summary, scratch / "plots",
+                        p.plot_max_points, synthetic_data=True, params=params)
+        (scratch / "summary.md").write_text(evaluation.summary_markdown(report, summary))
     out = paths.EVALUATE
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
-    mu, sigma = net.predict(splits["test"].features)
-    evaluation.predictions_table(splits["test"], mu, sigma, p.interval_levels).to_csv(
-        out / "predictions.csv", index=False)
-    evaluation.calibration_table(splits["test"], found).to_csv(out / "calibration.csv",
-                                                               index=False)
-    evaluation.draw(splits["test"], found, history, summary, out / "plots",
-                    p.plot_max_points, synthetic_data=True, params=params)
-    (out / "summary.md").write_text(evaluation.summary_markdown(report, summary))
 
     test = report["test"]
     gap = f", gap to oracle {test['nll_gap']:.4f}" if "nll_gap" in test else ""

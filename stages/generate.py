@@ -12,6 +12,7 @@ from deepnormal import paths, synthetic
 from deepnormal.config import load_params
 from deepnormal.data import split_indices, write_split
 from deepnormal.errors import run_stage
+from deepnormal.outputs import staged
 
 
 def main() -> None:
@@ -19,9 +20,10 @@ def main() -> None:
                             formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     p = load_params().generate
     x, y = synthetic.sample(p)
-    for name, index in split_indices(p.n, p.val_fraction, p.test_fraction, p.seed).items():
-        write_split(pd.DataFrame({"x": x[index], "y": y[index]}), paths.PREPARED / f"{name}.csv")
-        print(f"{name}: {len(index)} rows -> {paths.PREPARED / f'{name}.csv'}")
+    with staged(paths.PREPARED) as out:
+        for name, index in split_indices(p.n, p.val_fraction, p.test_fraction, p.seed).items():
+            write_split(pd.DataFrame({"x": x[index], "y": y[index]}), out / f"{name}.csv")
+            print(f"{name}: {len(index)} rows -> {paths.PREPARED / f'{name}.csv'}")
 
 
 if __name__ == "__main__":

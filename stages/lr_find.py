@@ -17,6 +17,7 @@ from deepnormal.config import load_params
 from deepnormal.data import read_split
 from deepnormal.errors import run_stage
 from deepnormal.lr_rule import LrChoice, choose_lr
+from deepnormal.outputs import staged
 
 
 def main() -> None:
@@ -34,12 +35,12 @@ def main() -> None:
         lrs, losses = range_test(params, train)
         choice = choose_lr(lrs, losses, divisor=p.divisor, lower_bound=p.lower_bound,
                            upper_bound=p.upper_bound, fallback_lr=p.fallback_lr)
-    paths.LR_FIND.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"lr": lrs, "loss": losses}).to_csv(paths.LR_FIND / "curve.csv", index=False)
-    paths.LR_JSON.write_text(json.dumps(choice.as_dict(), indent=2) + "\n")
     note = choice.rule if choice.fallback_reason is None else (
         f"fallback: {choice.fallback_reason}")
-    plots.lr_range_test(lrs, losses, choice.lr, note, paths.LR_FIND / "curve.png")
+    with staged(paths.LR_FIND) as out:
+        pd.DataFrame({"lr": lrs, "loss": losses}).to_csv(out / "curve.csv", index=False)
+        (out / paths.LR_JSON.name).write_text(json.dumps(choice.as_dict(), indent=2) + "\n")
+        plots.lr_range_test(lrs, losses, choice.lr, note, out / "curve.png")
     print(f"chosen lr {choice.lr:.4g} ({note})")
 
 

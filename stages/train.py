@@ -18,6 +18,7 @@ from deepnormal.config import load_params
 from deepnormal.data import read_splits
 from deepnormal.errors import run_stage
 from deepnormal.lr_rule import read_choice
+from deepnormal.outputs import staged
 
 # The sections this run depends on (evaluate's are set as tags by the evaluate stage,
 # since evaluate can rerun into the same run with new values).
@@ -50,26 +51,33 @@ def main() -> None:
             "data.val_rows": len(splits["val"]),
         })
         mlflow.log_artifacts(str(paths.LR_FIND), "lr_find")
-        result = fit(params, splits["train"], splits["val"], choice.lr, paths.TRAIN,
-                     sink=tracking.epoch_sink(run_id))
-        pd.DataFrame(result.history).to_csv(paths.HISTORY, index=False)
-        summary = {
-            "run_id": run_id,
-            "lr": choice.lr,
-            "lr_rule": choice.rule,
-            "best_epoch": result.best_epoch,
-            "best_val_nll": result.best_val_nll,
-            "epochs_run": result.epochs_run,
-            "stopped_early": result.stopped_early,
-        }
-        paths.TRAIN_SUMMARY.write_text(json.dumps(summary, indent=2) + "\n")
-        mlflow.log_metrics({"best_val_nll": result.best_val_nll,
-                            "best_epoch": result.best_epoch, "epochs_run": result.epochs_run})
-        mlflow.log_artifact(str(result.checkpoint), "checkpoints")
-        mlflow.log_artifact(str(paths.HISTORY), "train")
-        tracking.flush()
+        # The checkpoint, history and summary replace the previous ones only on success.
+        with staged(paths.TRAIN) as out:
+            result = fit(params, splits["train"], splits["val"], choice.lr, out,
+                         sink=tracking.epoch_sink(run_id))
+            write_outputs(out, run_id, choice, result)
+            mlflow.log_metrics({"best_val_nll": result.best_val_nll,
+                                "best_epoch": result.best_epoch, "epochs_run": result.epochs_run})
+            mlflow.log_artifact(str(result.checkpoint), "checkpoints")
+            mlflow.log_artifact(str(out / paths.HISTORY.name), "train")
+            tracking.flush()
     print(f"best epoch {result.best_epoch} of {result.epochs_run}: "
-          f"val_nll {result.best_val_nll:.4f}; checkpoint {result.checkpoint}")
+          f"val_nll {result.best_val_nll:.4f}; checkpoint {paths.CHECKPOINT}")
+
+
+def write_outputs(out, run_id, choice, result) -> None:
+    """history.csv (the DVC plot) and summary.json (what evaluate needs) beside the checkpoint."""
+    pd.DataFrame(result.history).to_csv(out / paths.HISTORY.name, index=False)
+    summary = {
+        "run_id": run_id,
+        "lr": choice.lr,
+        "lr_rule": choice.rule,
+        "best_epoch": result.best_epoch,
+        "best_val_nll": result.best_val_nll,
+        "epochs_run": result.epochs_run,
+        "stopped_early": result.stopped_early,
+    }
+    (out / paths.TRAIN_SUMMARY.name).write_text(json.dumps(summary, indent=2) + "\n")
 
 
 if __name__ == "__main__":

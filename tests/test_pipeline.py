@@ -137,9 +137,8 @@ def test_bad_param_stops_with_one_message_and_loses_nothing(root):
     assert errors == ["error: params.yaml: 'train.patience': Input should be greater than or "
                       "equal to 1 (got 0)"], result.stderr
     assert {run.info.run_id for run in all_runs(root)} == before  # no run was opened
+    assert (root / "data/train/model.ckpt").read_bytes() == checkpoint  # outputs persist
     edit_params(root, {"train": {"patience": 2}})
-    dvc("checkout", cwd=root)  # DVC set the stage's old outputs aside; they come back
-    assert (root / "data/train/model.ckpt").read_bytes() == checkpoint
     assert stages_run(dvc("repro", cwd=root).stdout) == []
 
 
@@ -150,6 +149,7 @@ def test_diverging_training_fails_its_run_with_a_clear_message(root):
     from tests.conftest import tool_env
 
     before = {run.info.run_id for run in all_runs(root)}
+    trained = {path.name: path.read_bytes() for path in (root / "data/train").glob("*.*")}
     lr_json = root / "data/lr_find/lr.json"
     choice = json.loads(lr_json.read_text())
     lr_json.write_text(json.dumps(choice | {"lr": 1e30}))
@@ -162,4 +162,7 @@ def test_diverging_training_fails_its_run_with_a_clear_message(root):
     assert "learning rate is too high" in result.stderr.splitlines()[-1]
     new = [run for run in all_runs(root) if run.info.run_id not in before]
     assert [run.info.status for run in new] == ["FAILED"]
+    # No checkpoint of the diverged run is presented as a trained model.
+    assert {p.name: p.read_bytes() for p in (root / "data/train").glob("*.*")} == trained
+    assert not list((root / "data").glob(".partial-*"))
     assert stages_run(dvc("repro", cwd=root).stdout) == []
