@@ -1,6 +1,7 @@
 """Stage `evaluate`: score the best checkpoint on the held-out splits and draw it.
 
-Reads params `evaluate` and `generate` (for the oracle); the splits; data/train/model.ckpt
+Reads params `evaluate`, `generate` and data.source (the oracle exists only for synthetic
+data); the splits; data/train/model.ckpt
 (loaded weights-only), history.csv and summary.json. Writes data/evaluate/metrics.json
 (one section per split and predictor: model, linear baseline, oracle; DVC metrics),
 predictions.csv (test inputs, target, mu, sigma, interval bounds), calibration.csv and
@@ -35,7 +36,8 @@ def main() -> None:
                               f"({error}); run the train stage") from None
     net = load_checkpoint(paths.CHECKPOINT)
 
-    found = evaluation.predictors(net.predict, splits["train"], params, synthetic_data=True)
+    synthetic_data = params.data.source == "synthetic"  # only then is there an oracle
+    found = evaluation.predictors(net.predict, splits["train"], params, synthetic_data)
     report = {
         "test": evaluation.score_split(splits["test"], found, p.interval_levels),
         "val": evaluation.score_split(splits["val"], found, p.interval_levels),
@@ -48,7 +50,7 @@ def main() -> None:
         evaluation.calibration_table(splits["test"], found).to_csv(
             scratch / "calibration.csv", index=False)
         evaluation.draw(splits["test"], found, history, summary, scratch / "plots",
-                        p.plot_max_points, synthetic_data=True, params=params)
+                        p.plot_max_points, synthetic_data, params)
         (scratch / "summary.md").write_text(evaluation.summary_markdown(report, summary))
     out = paths.EVALUATE
 

@@ -1,7 +1,14 @@
-"""Stage `generate`: sample the reference process and write train / val / test splits.
+"""Stage `generate`: produce the train / val / test splits.
 
-Reads params sections `generate`. Writes data/prepared/{train,val,test}.csv with
-columns x, y. The same params give byte-identical files. Imports no torch.
+Reads params sections `data` and `generate`, and, with data.source: file, the file at
+data.path (CSV or Parquet). Writes data/prepared/{train,val,test}.csv: the feature columns,
+then the target as the last column.
+- data.source: synthetic samples the reference process of the `generate` section.
+- data.source: file validates the file first (it exists and parses, the columns exist and
+  are numeric, no missing or infinite values unless data.drop_missing, enough rows for every
+  split) and writes nothing if anything is wrong. The split is random (generate.seed and
+  fractions) or taken from data.split_column.
+The same params and file give byte-identical outputs. Imports no torch.
 """
 
 import argparse
@@ -10,7 +17,7 @@ import pandas as pd
 
 from deepnormal import paths, synthetic
 from deepnormal.config import load_params
-from deepnormal.data import split_indices, write_split
+from deepnormal.data import SYNTHETIC_COLUMNS, load_table, prepare_table, split_indices, write_split
 from deepnormal.errors import run_stage
 from deepnormal.outputs import staged
 
@@ -18,12 +25,25 @@ from deepnormal.outputs import staged
 def main() -> None:
     argparse.ArgumentParser(description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
-    p = load_params().generate
-    x, y = synthetic.sample(p)
+    params = load_params()
+    g, d = params.generate, params.data
+    if d.source == "synthetic":
+        x, y = synthetic.sample(g)
+        frame = pd.DataFrame(dict(zip(SYNTHETIC_COLUMNS, (x, y), strict=True)))
+        parts = {name: frame.iloc[index]
+                 for name, index in split_indices(g.n, g.val_fraction, g.test_fraction,
+                                                  g.seed).items()}
+    else:
+        parts, dropped = prepare_table(load_table(d.path), d.features, d.target, d.split_column,
+                                       d.drop_missing, d.path,
+                                       (g.val_fraction, g.test_fraction, g.seed))
+        if dropped:
+            print(f"dropped {dropped} row(s) with missing or infinite values "
+                  "(data.drop_missing: true)")
     with staged(paths.PREPARED) as out:
-        for name, index in split_indices(p.n, p.val_fraction, p.test_fraction, p.seed).items():
-            write_split(pd.DataFrame({"x": x[index], "y": y[index]}), out / f"{name}.csv")
-            print(f"{name}: {len(index)} rows -> {paths.PREPARED / f'{name}.csv'}")
+        for name, part in parts.items():
+            write_split(part, out / f"{name}.csv")
+            print(f"{name}: {len(part)} rows -> {paths.PREPARED / f'{name}.csv'}")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
 """Stage `train`: fit the deep normal model with early stopping, tracked in MLflow.
 
-Reads params `model`, `train`, `generate`, `lr_find`, `tracking`; the train and val splits;
+Reads params `model`, `train`, `lr_find`, `tracking`, and `data`, `generate` (to record
+them); the train and val splits;
 data/lr_find/lr.json. Writes data/train/model.ckpt (the best epoch, weights-only loadable),
 history.csv (per-epoch train NLL, validation NLL, lr) and summary.json (MLflow run id,
-best epoch, chosen lr). Opens one MLflow run holding every param, the per-epoch curves,
-the lr-finder result and plot, and the checkpoint; a failure leaves the run FAILED.
+best epoch, chosen lr). Opens one MLflow run holding every param, the data set (name,
+source, digest, rows, columns), the per-epoch curves, the lr-finder result and plot, and
+the checkpoint; a failure leaves the run FAILED.
 """
 
 import argparse
@@ -22,7 +24,7 @@ from deepnormal.outputs import staged
 
 # The sections this run depends on (evaluate's are set as tags by the evaluate stage,
 # since evaluate can rerun into the same run with new values).
-TRACKED_SECTIONS = ("generate", "model", "train", "lr_find", "tracking")
+TRACKED_SECTIONS = ("data", "generate", "model", "train", "lr_find", "tracking")
 
 
 def main() -> None:
@@ -50,6 +52,8 @@ def main() -> None:
             "data.train_rows": len(splits["train"]),
             "data.val_rows": len(splits["val"]),
         })
+        tracking.log_dataset(splits["train"], params, "training")
+        tracking.log_dataset(splits["val"], params, "validation")
         mlflow.log_artifacts(str(paths.LR_FIND), "lr_find")
         # The checkpoint, history and summary replace the previous ones only on success.
         with staged(paths.TRAIN) as out:

@@ -59,13 +59,13 @@ def test_generate_help_runs_without_params(tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [
-    (None, "is missing"),
+    (None, "does not exist; run the stage that writes it"),
     ("", "is empty"),
     ("x,y\n", "has a header but no rows"),
     ("x,y\n1.0,2.0\n3.0,nan\n", "column 'y'.*first at data row 2"),
     ("x,y\n1.0,2.0\nabc,1.0\n", "column 'x'.*'abc'"),
     ("x,y\n1.0,inf\n", "column 'y'"),
-    ("a,b\n1.0,2.0\n", "'y' column"),
+    ("x\n1.0\n", "must have feature columns and a target column"),
 ])
 def test_bad_split_files_are_refused_by_name(tmp_path, content, message):
     path = tmp_path / "train.csv"

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from deepnormal.errors import DeepnormalError
 
 PARAMS_FILE = Path("params.yaml")
+FILE_SUFFIXES = (".csv", ".parquet", ".pq")
 
 
 class _Section(BaseModel):
@@ -51,6 +52,29 @@ class GenerateParams(_Section):
                 "val_fraction + test_fraction must stay below 0.9 to leave rows for training "
                 f"(got {self.val_fraction} + {self.test_fraction})"
             )
+        return self
+
+
+class DataParams(_Section):
+    source: Literal["synthetic", "file"] = "synthetic"
+    path: str = Field("examples/diabetes.csv", min_length=1)
+    features: list[str] = Field(
+        ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"], min_length=1)
+    target: str = Field("progression", min_length=1)
+    split_column: str | None = None
+    drop_missing: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> DataParams:
+        if len(set(self.features)) != len(self.features):
+            raise ValueError(f"features lists a column twice: {self.features}")
+        if self.target in self.features:
+            raise ValueError(f"the target '{self.target}' is also listed as a feature")
+        if self.split_column is not None and self.split_column in [*self.features, self.target]:
+            raise ValueError(f"split_column '{self.split_column}' is also a feature or the target")
+        if self.source == "file" and not self.path.lower().endswith(FILE_SUFFIXES):
+            raise ValueError(f"path must name a CSV or Parquet file ({', '.join(FILE_SUFFIXES)}); "
+                             f"got '{self.path}'")
         return self
 
 
@@ -125,6 +149,7 @@ class TrackingParams(_Section):
 
 
 class Params(_Section):
+    data: DataParams
     generate: GenerateParams
     model: ModelParams
     train: TrainParams

@@ -11,7 +11,7 @@ import pandas as pd
 from deepnormal import metrics, plots, synthetic
 from deepnormal.baselines import LinearGaussian
 from deepnormal.config import Params
-from deepnormal.data import TARGET, Split
+from deepnormal.data import Split
 
 Predictor = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
@@ -58,7 +58,7 @@ def mlflow_metrics(report: dict) -> dict[str, float]:
 def predictions_table(split: Split, mu: np.ndarray, sigma: np.ndarray,
                       levels: list[float]) -> pd.DataFrame:
     table = pd.DataFrame(split.features, columns=list(split.feature_names))
-    table[TARGET] = split.target
+    table[split.target_name] = split.target
     table["mu"] = mu
     table["sigma"] = sigma
     for level in levels:
@@ -103,11 +103,12 @@ def draw(test: Split, predictors: dict[str, Predictor], history: list[dict],
         if synthetic_data:
             true_mu = synthetic.true_mean(grid, params.generate)
             true_sigma = synthetic.true_sigma(grid, params.generate)
+        names = (test.feature_names[0], test.target_name)
         paths.append(plots.prediction_band(x, test.target, grid, grid_mu, grid_sigma,
-                                           out_dir / "prediction_band.png", true_mu, true_sigma,
-                                           max_points))
+                                           out_dir / "prediction_band.png", names, true_mu,
+                                           true_sigma, max_points))
         paths.append(plots.sigma_vs_input(grid, grid_sigma, out_dir / "sigma_vs_input.png",
-                                          true_sigma))
+                                          names[0], true_sigma))
     return paths
 
 

@@ -72,7 +72,8 @@ def learning_curves(history: list[dict], best_epoch: int, stopped_early: bool,
 
 
 def prediction_band(x: np.ndarray, y: np.ndarray, grid: np.ndarray, mu: np.ndarray,
-                    sigma: np.ndarray, path: Path, true_mu: np.ndarray | None = None,
+                    sigma: np.ndarray, path: Path, names: tuple[str, str] = ("x", "y"),
+                    true_mu: np.ndarray | None = None,
                     true_sigma: np.ndarray | None = None, max_points: int = 5000) -> Path:
     """One feature: the test data, the predicted mean and its 1 and 2 sigma bands on a grid."""
     keep = _subsample(len(x), max_points)
@@ -87,19 +88,19 @@ def prediction_band(x: np.ndarray, y: np.ndarray, grid: np.ndarray, mu: np.ndarr
         for sign in (-2, 2):
             ax.plot(grid, true_mu + sign * true_sigma, color="black", linestyle=":",
                     linewidth=1, label="true mean ± 2σ" if sign < 0 else None)
-    ax.set_xlabel("x")
-    ax.set_ylabel("y")
+    ax.set_xlabel(names[0])
+    ax.set_ylabel(names[1])
     ax.legend(fontsize=8)
     return _save(fig, path)
 
 
-def sigma_vs_input(grid: np.ndarray, sigma: np.ndarray, path: Path,
+def sigma_vs_input(grid: np.ndarray, sigma: np.ndarray, path: Path, name: str = "x",
                    true_sigma: np.ndarray | None = None) -> Path:
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(grid, sigma, label="predicted σ")
     if true_sigma is not None:
         ax.plot(grid, true_sigma, color="black", linestyle="--", label="true σ")
-    ax.set_xlabel("x")
+    ax.set_xlabel(name)
     ax.set_ylabel("σ")
     ax.legend()
     return _save(fig, path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import warnings
 from pathlib import Path
 
 STORE_FILE = "mlflow.db"
@@ -95,3 +96,21 @@ def flush() -> None:
     import mlflow
 
     mlflow.flush_async_logging()
+
+
+def log_dataset(split, params, context: str) -> None:
+    """Record a split as an MLflow dataset input: name, source, digest, rows and columns."""
+    import mlflow
+    import pandas as pd
+
+    frame = pd.DataFrame(split.features, columns=list(split.feature_names))
+    frame[split.target_name] = split.target
+    if params.data.source == "file":
+        source, name = params.data.path, Path(params.data.path).stem
+    else:
+        source, name = "synthetic", f"synthetic-seed{params.generate.seed}"
+    with warnings.catch_warnings():  # "source can be interpreted in multiple ways": it is a path
+        warnings.simplefilter("ignore", UserWarning)
+        dataset = mlflow.data.from_pandas(frame, source=source, name=f"{name}-{context}",
+                                          targets=split.target_name)
+    mlflow.log_input(dataset, context=context)

@@ -1,0 +1,175 @@
+"""Bring your own data: validation of a user's table, and the pipeline on real files."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from deepnormal.data import load_table, prepare_table
+from deepnormal.errors import DeepnormalError
+from tests.conftest import TINY, copy_repo, dvc, edit_params, mlflow_client, stages_run
+
+SPLIT = (0.2, 0.2, 0)
+
+
+def table(n: int = 60) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n),
+                         "target": rng.normal(size=n)})
+
+
+def prepare(frame, path="my.csv", **options):
+    settings = {"features": ["a", "b"], "target": "target", "split_column": None,
+                "drop_missing": False} | options
+    return prepare_table(frame, path=path, split=SPLIT, **settings)
+
+
+def test_a_good_table_is_split_with_features_then_target():
+    parts, dropped = prepare(table())
+    assert dropped == 0
+    assert [len(parts[k]) for k in ("train", "val", "test")] == [36, 12, 12]
+    assert all(list(part.columns) == ["a", "b", "target"] for part in parts.values())
+
+
+def test_split_column_is_respected():
+    frame = table(30)
+    frame["fold"] = ["train"] * 18 + ["val"] * 6 + ["Test"] * 6
+    parts, _ = prepare(frame, split_column="fold")
+    assert [len(parts[k]) for k in ("train", "val", "test")] == [18, 6, 6]
+    assert "fold" not in parts["train"].columns
+
+
+def test_missing_file_is_named(tmp_path):
+    for name in ("nope.csv", "nope.parquet"):
+        with pytest.raises(DeepnormalError, match=f"{name} does not exist"):
+            load_table(tmp_path / name)
+
+
+def test_parquet_and_csv_load_the_same(tmp_path):
+    frame = table()
+    frame.to_parquet(tmp_path / "t.parquet")
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    pd.testing.assert_frame_equal(load_table(tmp_path / "t.parquet"),
+                                  load_table(tmp_path / "t.csv"))
+
+
+def test_damaged_parquet_is_named(tmp_path):
+    (tmp_path / "t.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(DeepnormalError, match="t.parquet is not a readable Parquet file"):
+        load_table(tmp_path / "t.parquet")
+
+
+def test_unknown_column_lists_the_real_ones():
+    with pytest.raises(DeepnormalError, match=r"my.csv has no column 'c'; its columns are: a, b"):
+        prepare(table(), features=["a", "c"])
+
+
+def test_text_in_a_numeric_column_names_file_column_and_row():
+    frame = table().astype({"b": object})
+    frame.loc[7, "b"] = "n/a?"
+    with pytest.raises(DeepnormalError,
+                       match=r"my.csv, column 'b': 1 value\(s\) are not numbers; first at data "
+                             r"row 8: 'n/a\?'"):
+        prepare(frame)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_missing_or_infinite_values_fail_unless_dropped(bad):
+    frame = table()
+    frame.loc[[3, 9], "target"] = bad
+    with pytest.raises(DeepnormalError, match=r"column 'target': 2 value\(s\).*data row 4"):
+        prepare(frame)
+    parts, dropped = prepare(frame, drop_missing=True)
+    assert dropped == 2 and sum(len(p) for p in parts.values()) == 58
+
+
+def test_too_few_rows():
+    with pytest.raises(DeepnormalError, match="'val' split would have 2 rows"):
+        prepare(table(12))
+
+
+def test_empty_split_from_the_split_column():
+    frame = table(30)
+    frame["fold"] = ["train"] * 24 + ["test"] * 6
+    with pytest.raises(DeepnormalError, match="'val' split would have 0 rows"):
+        prepare(frame, split_column="fold")
+
+
+def test_bad_split_labels():
+    frame = table(30)
+    frame["fold"] = ["train"] * 20 + ["valid"] * 10
+    with pytest.raises(DeepnormalError, match=r"split labels must be train, val or test; "
+                                              r"found \['valid'\]"):
+        prepare(frame, split_column="fold")
+
+
+# --- the real pipeline on files ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def file_repo(tmp_path_factory):
+    """The tiny pipeline on the shipped multi-feature example (examples/diabetes.csv)."""
+    root = copy_repo(tmp_path_factory.mktemp("own-data"))
+    edit_params(root, TINY | {"data": {"source": "file"}})
+    result = dvc("repro", cwd=root)
+    assert stages_run(result.stdout) == ["generate", "lr_find", "train", "evaluate"]
+    return root
+
+
+def test_multi_feature_file_end_to_end(file_repo):
+    train = pd.read_csv(file_repo / "data/prepared/train.csv")
+    assert list(train.columns) == ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5",
+                                   "s6", "progression"]
+    metrics = json.loads((file_repo / "data/evaluate/metrics.json").read_text())
+    assert set(metrics["test"]) == {"model", "linear"}  # no oracle for real data
+    predictions = pd.read_csv(file_repo / "data/evaluate/predictions.csv")
+    assert {"bmi", "progression", "mu", "sigma"} <= set(predictions.columns)
+    plots = {p.name for p in (file_repo / "data/evaluate/plots").iterdir()}
+    assert {"observed_vs_predicted.png", "calibration.png", "sigma_vs_error.png"} <= plots
+    assert "prediction_band.png" not in plots  # needs a single feature
+
+    client = mlflow_client(file_repo)
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert run.data.params["data.source"] == "file"
+    assert "test_nll" in run.data.metrics and "test_nll_gap" not in run.data.metrics
+    inputs = {i.dataset.name: i for i in run.inputs.dataset_inputs}
+    assert inputs["diabetes-training"].dataset.source == '{"uri": "examples/diabetes.csv"}'
+    assert json.loads(inputs["diabetes-training"].dataset.profile)["num_rows"] == len(train)
+    assert inputs["diabetes-training"].dataset.digest
+
+
+def test_bad_file_stops_generate_and_keeps_everything(file_repo):
+    client = mlflow_client(file_repo)
+    runs_before = {r.info.run_id for r in client.search_runs(["1"])}
+    prepared = {p.name: p.read_bytes() for p in (file_repo / "data/prepared").glob("*.csv")}
+    source = file_repo / "examples/diabetes.csv"
+    original = source.read_text()
+    lines = original.splitlines()
+    lines[5] = lines[5].replace(lines[5].split(",")[2], "heavy", 1)
+    source.write_text("\n".join(lines) + "\n")
+    try:
+        result = dvc("repro", cwd=file_repo, check=False)
+    finally:
+        source.write_text(original)
+    assert result.returncode != 0
+    assert "error: data file examples/diabetes.csv, column 'bmi'" in result.stderr
+    assert "data row 5: 'heavy'" in result.stderr
+    assert {p.name: p.read_bytes() for p in (file_repo / "data/prepared").glob("*.csv")} == prepared
+    assert {r.info.run_id for r in client.search_runs(["1"])} == runs_before
+    assert stages_run(dvc("repro", cwd=file_repo).stdout) == []
+
+
+def test_one_feature_file_end_to_end(file_repo, tmp_path):
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0, 5, 200)
+    frame = pd.DataFrame({"dose": x, "response": 2 * x + rng.normal(size=200) * (0.2 + x / 5)})
+    frame.to_parquet(file_repo / "examples/dose.parquet")
+    edit_params(file_repo, {"data": {"path": "examples/dose.parquet", "features": ["dose"],
+                                     "target": "response"}})
+    assert stages_run(dvc("repro", cwd=file_repo).stdout) == ["generate", "lr_find", "train",
+                                                              "evaluate"]
+    plots = {p.name for p in (file_repo / "data/evaluate/plots").iterdir()}
+    assert {"prediction_band.png", "sigma_vs_input.png"} <= plots
+    predictions = pd.read_csv(file_repo / "data/evaluate/predictions.csv")
+    assert list(predictions.columns[:4]) == ["dose", "response", "mu", "sigma"]
+    assert np.isfinite(predictions["mu"]).all() and (predictions["sigma"] > 0).all()
