@@ -1,12 +1,16 @@
 """Stage `evaluate`: score the best checkpoint on the held-out splits and draw it.
 
 Reads params `evaluate`, `generate` and data.source (the oracle exists only for synthetic
-data); the splits; data/train/model.ckpt
-(loaded weights-only), history.csv and summary.json. Writes data/evaluate/metrics.json
-(one section per split and predictor: model, linear baseline, oracle; DVC metrics),
-predictions.csv (test inputs, target, mu, sigma, interval bounds), calibration.csv and
-plots/*.png. Logs the metrics (test_nll, test_crps, test_picp_95, ...), plots and a
-markdown summary into the training run in MLflow.
+data); the splits; data/train/model.ckpt (loaded weights-only), history.csv, summary.json.
+Writes data/evaluate/:
+  metrics.json     one section per split and predictor (model, linear baseline, oracle);
+                   the DVC metrics
+  predictions.csv  test inputs, target, mu, sigma and interval bounds
+  calibration.csv  observed vs nominal quantile coverage (a DVC plot)
+  summary.md       a short markdown report
+  plots/*.png      prediction band, learning curves, calibration, PIT, sigma plots
+Logs the metrics (test_nll, test_crps, test_picp_95, ...), plots and files into the
+training run in MLflow.
 """
 
 import argparse

@@ -1,6 +1,7 @@
 """Stage `lr_find`: choose the learning rate with an LR range test, and check it.
 
-Reads params `lr_find`, `model`, and train.{seed,batch_size,loss,beta}; the training split.
+Reads params `lr_find`, `model`, and train.{seed,batch_size,optimizer,weight_decay,loss,
+beta}; the training split.
 Writes data/lr_find/lr.json (chosen lr, rule, any fallback and why), curve.csv (the range
 test: lr, smoothed loss) and curve.png (the curve with the chosen lr marked).
 With lr_find.fixed_lr set, the search is skipped and that value is recorded.

@@ -19,8 +19,9 @@ from deepnormal.data import Split
 
 
 def tensors(split: Split) -> TensorDataset:
-    return TensorDataset(torch.as_tensor(split.features, dtype=torch.float32),
-                         torch.as_tensor(split.target, dtype=torch.float32))
+    # torch.tensor copies (as float32 it must anyway); the arrays may be read-only views.
+    return TensorDataset(torch.tensor(split.features, dtype=torch.float32),
+                         torch.tensor(split.target, dtype=torch.float32))
 
 
 def batches(split: Split, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
