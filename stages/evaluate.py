@@ -63,17 +63,10 @@ def main() -> None:
     print(f"test NLL {test['model']['nll']:.4f}{gap}, "
           f"95% coverage {test['model'].get('picp_95', float('nan')):.3f}")
 
+    # Local outputs are in place before the store is touched: store trouble loses nothing.
+    tracking.find_run(summary["run_id"], paths.TRAIN_SUMMARY)
     import mlflow
 
-    mlflow.set_tracking_uri(tracking.tracking_uri())
-    try:
-        mlflow.get_run(summary["run_id"])
-    except mlflow.exceptions.MlflowException:
-        raise DeepnormalError(
-            f"the training run {summary['run_id']} (from {paths.TRAIN_SUMMARY}) is not in the "
-            f"MLflow store at {tracking.tracking_uri()}; local outputs in {out} are written. "
-            "To track this model again, retrain: `dvc repro --force -s train && dvc repro`"
-        ) from None
     # Reopens the training run; on an exception the context manager marks it FAILED.
     with mlflow.start_run(run_id=summary["run_id"]):
         mlflow.log_metrics(evaluation.mlflow_metrics(report))

@@ -166,3 +166,19 @@ def test_diverging_training_fails_its_run_with_a_clear_message(root):
     assert {p.name: p.read_bytes() for p in (root / "data/train").glob("*.*")} == trained
     assert not list((root / "data").glob(".partial-*"))
     assert stages_run(dvc("repro", cwd=root).stdout) == []
+
+
+def test_unreachable_tracking_server_is_a_clear_error_and_loses_nothing(root):
+    import socket
+
+    with socket.socket() as probe:  # a loopback port with nothing listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    trained = {p.name: p.read_bytes() for p in (root / "data/train").glob("*.*")}
+    uri = f"http://127.0.0.1:{port}"
+    result = dvc("repro", "--force", "-s", "train", cwd=root, check=False,
+                 MLFLOW_TRACKING_URI=uri)
+    assert result.returncode != 0
+    assert f"error: cannot use the MLflow tracking store at {uri}" in result.stderr
+    assert {p.name: p.read_bytes() for p in (root / "data/train").glob("*.*")} == trained
+    assert stages_run(dvc("repro", cwd=root).stdout) == []

@@ -51,8 +51,63 @@ def run_tags() -> dict[str, str]:
     return tags
 
 
+# MLflow's HTTP client retries an unreachable server with exponential backoff for minutes;
+# a pipeline stage should say so within seconds. The user's own settings win.
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+}
+
+
 def connect(experiment_name: str):
-    """Point mlflow at the store and return the experiment id, creating it if needed."""
+    """Point mlflow at the store and return the experiment id, creating it if needed.
+
+    Raises DeepnormalError, naming the store, when it cannot be reached.
+    """
+    return _reach_store(lambda: _experiment_id(experiment_name))
+
+
+def find_run(run_id: str, recorded_in: Path) -> None:
+    """Point mlflow at the store and check that the training run `run_id` is in it."""
+    from deepnormal.errors import DeepnormalError
+
+    def lookup():
+        import mlflow
+
+        mlflow.set_tracking_uri(tracking_uri())
+        try:
+            mlflow.get_run(run_id)
+        except mlflow.exceptions.MlflowException as error:
+            if "RESOURCE_DOES_NOT_EXIST" not in str(error.error_code):
+                raise
+            raise DeepnormalError(
+                f"the training run {run_id} (from {recorded_in}) is not in the MLflow store at "
+                f"{tracking_uri()}. To track this model again, retrain: "
+                "`dvc repro --force -s train && dvc repro`"
+            ) from None
+
+    _reach_store(lookup)
+
+
+def _reach_store(action):
+    from deepnormal.errors import DeepnormalError
+
+    for key, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    try:
+        return action()
+    except DeepnormalError:
+        raise
+    except Exception as error:  # MlflowException, requests' ConnectionError, sqlite errors...
+        first_line = (str(error).strip().splitlines() or [repr(error)])[0][:300]
+        raise DeepnormalError(
+            f"cannot use the MLflow tracking store at {tracking_uri()}: {first_line}. "
+            "Check that the server is up, or unset MLFLOW_TRACKING_URI to use the local store"
+        ) from None
+
+
+def _experiment_id(experiment_name: str):
     import mlflow
 
     # Decided before set_tracking_uri(), which exports MLFLOW_TRACKING_URI itself.
