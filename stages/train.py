@@ -5,8 +5,9 @@ them); the train and val splits;
 data/lr_find/lr.json. Writes data/train/model.ckpt (the best epoch, weights-only loadable),
 history.csv (per-epoch train NLL, validation NLL, lr) and summary.json (MLflow run id,
 best epoch, chosen lr). Opens one MLflow run holding every param, the data set (name,
-source, digest, rows, columns), the per-epoch curves, the lr-finder result and plot, and
-the checkpoint; a failure leaves the run FAILED.
+source, digest, rows, columns), the per-epoch curves, the lr-finder result and plot, the
+checkpoint and a servable MLflow model (`model`: features in, mu and sigma out); a failure
+leaves the run FAILED.
 """
 
 import argparse
@@ -37,6 +38,7 @@ def main() -> None:
 
     import mlflow
 
+    from deepnormal import serving
     from deepnormal.training import fit
 
     experiment_id = tracking.connect(params.tracking.experiment_name)
@@ -63,10 +65,15 @@ def main() -> None:
             mlflow.log_metrics({"best_val_nll": result.best_val_nll,
                                 "best_epoch": result.best_epoch, "epochs_run": result.epochs_run})
             mlflow.log_artifact(str(result.checkpoint), "checkpoints")
+            serving.log_model(result.checkpoint, example_inputs(splits["val"]))
             mlflow.log_artifact(str(out / paths.HISTORY.name), "train")
             tracking.flush()
     print(f"best epoch {result.best_epoch} of {result.epochs_run}: "
           f"val_nll {result.best_val_nll:.4f}; checkpoint {paths.CHECKPOINT}")
+
+
+def example_inputs(split, rows: int = 5) -> pd.DataFrame:
+    return pd.DataFrame(split.features[:rows], columns=list(split.feature_names))
 
 
 def write_outputs(out, run_id, choice, result) -> None:

@@ -94,6 +94,19 @@ def test_store_holds_one_complete_run(root):
     assert list((root / "mlartifacts").rglob("model.ckpt"))
 
 
+def test_logged_model_serves_the_evaluated_predictions(root):
+    import mlflow.pyfunc
+
+    run = only_run(root)
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+    model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    assert [c.name for c in model.metadata.get_input_schema().inputs] == ["x"]
+    predictions = pd.read_csv(root / "data/evaluate/predictions.csv")
+    served = model.predict(predictions[["x"]])
+    np.testing.assert_allclose(served["mu"], predictions["mu"], rtol=1e-6)
+    np.testing.assert_allclose(served["sigma"], predictions["sigma"], rtol=1e-6)
+
+
 def test_dvc_metrics_and_plots_render(root, tmp_path):
     shown = json.loads(dvc("metrics", "show", "--json", cwd=root).stdout)
     assert "nll" in json.dumps(shown)
