@@ -42,19 +42,18 @@ def main() -> None:
 
     synthetic_data = params.data.source == "synthetic"  # only then is there an oracle
     found = evaluation.predictors(net.predict, splits["train"], params, synthetic_data)
-    report = {
-        "test": evaluation.score_split(splits["test"], found, p.interval_levels),
-        "val": evaluation.score_split(splits["val"], found, p.interval_levels),
-    }
+    predicted = {name: evaluation.predict_all(splits[name], found) for name in ("test", "val")}
+    report = {name: evaluation.score_split(splits[name], predicted[name], p.interval_levels)
+              for name in ("test", "val")}
     with staged(paths.EVALUATE) as scratch:
         (scratch / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
-        mu, sigma = net.predict(splits["test"].features)
-        evaluation.predictions_table(splits["test"], mu, sigma, p.interval_levels).to_csv(
-            scratch / "predictions.csv", index=False)
-        evaluation.calibration_table(splits["test"], found).to_csv(
+        evaluation.predictions_table(splits["test"], *predicted["test"]["model"],
+                                     p.interval_levels).to_csv(scratch / "predictions.csv",
+                                                               index=False)
+        evaluation.calibration_table(splits["test"], predicted["test"]).to_csv(
             scratch / "calibration.csv", index=False)
-        evaluation.draw(splits["test"], found, history, summary, scratch / "plots",
-                        p.plot_max_points, synthetic_data, params)
+        evaluation.draw(splits["test"], predicted["test"], net.predict, history, summary,
+                        scratch / "plots", p.plot_max_points, synthetic_data, params)
         (scratch / "summary.md").write_text(evaluation.summary_markdown(report, summary))
     out = paths.EVALUATE
 

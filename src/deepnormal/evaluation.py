@@ -14,6 +14,7 @@ from deepnormal.config import Params
 from deepnormal.data import Split
 
 Predictor = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+Predictions = dict[str, tuple[np.ndarray, np.ndarray]]  # predictor name -> (mu, sigma)
 
 
 def predictors(model: Predictor, train: Split, params: Params,
@@ -28,11 +29,15 @@ def predictors(model: Predictor, train: Split, params: Params,
     return found
 
 
-def score_split(split: Split, predictors: dict[str, Predictor], levels: list[float]) -> dict:
+def predict_all(split: Split, predictors: dict[str, Predictor]) -> Predictions:
+    """Every predictor on one split, once: scores, tables and plots all reuse the result."""
+    return {name: predict(split.features) for name, predict in predictors.items()}
+
+
+def score_split(split: Split, predictions: Predictions, levels: list[float]) -> dict:
     """One section per predictor, plus the model's NLL gap to the oracle when there is one."""
     section = {}
-    for name, predict in predictors.items():
-        mu, sigma = predict(split.features)
+    for name, (mu, sigma) in predictions.items():
         section[name] = metrics.score(split.target, mu, sigma, levels)
     if "oracle" in section:
         section["nll_gap"] = section["model"]["nll"] - section["oracle"]["nll"]
@@ -69,23 +74,22 @@ def predictions_table(split: Split, mu: np.ndarray, sigma: np.ndarray,
     return table
 
 
-def calibration_table(split: Split, predictors: dict[str, Predictor]) -> pd.DataFrame:
+def calibration_table(split: Split, predictions: Predictions) -> pd.DataFrame:
     """Nominal vs observed quantile coverage per predictor, the data of the DVC plot."""
     table = pd.DataFrame({"nominal": metrics.CALIBRATION_LEVELS})
-    for name, predict in predictors.items():
-        mu, sigma = predict(split.features)
+    for name, (mu, sigma) in predictions.items():
         table[name] = metrics.calibration_curve(split.target, mu, sigma)
     return table
 
 
-def draw(test: Split, predictors: dict[str, Predictor], history: list[dict],
+def draw(test: Split, predictions: Predictions, model: Predictor, history: list[dict],
          train_summary: dict, out_dir: Path, max_points: int, synthetic_data: bool,
          params: Params) -> list[Path]:
-    """Every evaluation figure; one-feature data gets the band and sigma(x) plots."""
-    model = predictors["model"]
-    mu, sigma = model(test.features)
-    curves = {name: metrics.calibration_curve(test.target, *p(test.features))
-              for name, p in predictors.items()}
+    """Every evaluation figure; one-feature data gets the band and sigma(x) plots, for
+    which `model` is evaluated on a grid."""
+    mu, sigma = predictions["model"]
+    curves = {name: metrics.calibration_curve(test.target, *predicted)
+              for name, predicted in predictions.items()}
     paths = [
         plots.learning_curves(history, train_summary["best_epoch"],
                               train_summary["stopped_early"], out_dir / "learning_curves.png"),
