@@ -1,18 +1,22 @@
 """Stage `train`: fit the deep normal model with early stopping, tracked in MLflow.
 
-Reads params `model`, `train`, `lr_find`, `tracking`, and `data`, `generate` (to record
-them); the train and val splits;
+Reads params `model`, `train`, `compute`, `lr_find`, `tracking`, and `data`, `generate`
+(to record them); the train and val splits;
 data/lr_find/lr.json. Writes data/train/model.ckpt (the best epoch, weights-only loadable),
 history.csv (per-epoch train NLL, validation NLL, lr) and summary.json (MLflow run id,
 best epoch, chosen lr). Opens one MLflow run holding every param, the data set (name,
 source, digest, rows, columns), the per-epoch curves, the lr-finder result and plot, the
 checkpoint and a servable MLflow model (`model`: features in, mu and sigma out); a failure
 leaves the run FAILED.
+With compute.devices > 1 (strategy ddp) Lightning reruns this script once per extra
+device; those processes train their share and track and write nothing.
 """
 
 import argparse
 import json
 import os
+import tempfile
+from pathlib import Path
 
 import pandas as pd
 
@@ -25,7 +29,7 @@ from deepnormal.outputs import staged
 
 # The sections this run depends on (evaluate's are set as tags by the evaluate stage,
 # since evaluate can rerun into the same run with new values).
-TRACKED_SECTIONS = ("data", "generate", "model", "train", "lr_find", "tracking")
+TRACKED_SECTIONS = ("data", "generate", "model", "train", "compute", "lr_find", "tracking")
 
 
 def main() -> None:
@@ -36,10 +40,17 @@ def main() -> None:
     splits = read_splits(paths.PREPARED, ("train", "val"))
     choice = read_choice(paths.LR_JSON)
 
+    from deepnormal.training import fit, is_main_process
+
+    if not is_main_process():
+        # A DDP worker started by Lightning: it trains its shard; rank 0 does the rest.
+        with tempfile.TemporaryDirectory(prefix="deepnormal-ddp-") as scratch:
+            fit(params, splits["train"], splits["val"], choice.lr, Path(scratch))
+        return
+
     import mlflow
 
     from deepnormal import serving
-    from deepnormal.training import fit
 
     experiment_id = tracking.connect(params.tracking.experiment_name)
     with mlflow.start_run(experiment_id=experiment_id, run_name=os.environ.get("DVC_EXP_NAME"),
@@ -64,6 +75,7 @@ def main() -> None:
             write_outputs(out, run_id, choice, result)
             mlflow.log_metrics({"best_val_nll": result.best_val_nll,
                                 "best_epoch": result.best_epoch, "epochs_run": result.epochs_run})
+            mlflow.set_tag("device", result.device)
             mlflow.log_artifact(str(result.checkpoint), "checkpoints")
             serving.log_model(result.checkpoint, example_inputs(splits["val"]))
             mlflow.log_artifact(str(out / paths.HISTORY.name), "train")
@@ -87,6 +99,7 @@ def write_outputs(out, run_id, choice, result) -> None:
         "best_val_nll": result.best_val_nll,
         "epochs_run": result.epochs_run,
         "stopped_early": result.stopped_early,
+        "device": result.device,
     }
     (out / paths.TRAIN_SUMMARY.name).write_text(json.dumps(summary, indent=2) + "\n")
 

@@ -48,7 +48,7 @@ def trained(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("train")
     params = Params.model_validate({
-        "data": {}, "generate": {}, "lr_find": {}, "evaluate": {}, "tracking": {},
+        "data": {}, "generate": {}, "lr_find": {}, "evaluate": {}, "tracking": {}, "compute": {},
         "model": ModelParams(hidden_sizes=[16]).model_dump(),
         "train": TrainParams(max_epochs=15, patience=15, batch_size=64,
                              lr_schedule="constant").model_dump(),
@@ -107,7 +107,7 @@ def test_divergence_stops_with_a_clear_message(tmp_path):
     from deepnormal.training import fit
 
     params = Params.model_validate({
-        "data": {}, "generate": {}, "lr_find": {}, "evaluate": {}, "tracking": {},
+        "data": {}, "generate": {}, "lr_find": {}, "evaluate": {}, "tracking": {}, "compute": {},
         "model": ModelParams(hidden_sizes=[16], standardize=False, sigma_floor=0.0).model_dump(),
         "train": TrainParams(max_epochs=5, lr_schedule="constant").model_dump(),
     })

@@ -106,6 +106,20 @@ class TrainParams(_Section):
     beta: float = Field(0.5, ge=0.0, le=1.0)
 
 
+class ComputeParams(_Section):
+    """Where and how Lightning trains; the defaults use one GPU when there is one."""
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
+    devices: int | Literal["auto"] = Field(1)
+    strategy: Literal["auto", "ddp"] = "auto"
+    precision: Literal["32-true", "64-true", "bf16-mixed", "16-mixed", "bf16-true"] = "32-true"
+
+    @model_validator(mode="after")
+    def _check(self) -> ComputeParams:
+        if isinstance(self.devices, int) and self.devices < 1:
+            raise ValueError(f"devices must be >= 1 or 'auto' (got {self.devices})")
+        return self
+
+
 class LrFindParams(_Section):
     fixed_lr: float | None = Field(None, gt=0.0, le=10.0)
     min_lr: float = Field(1e-5, gt=0.0)
@@ -153,6 +167,7 @@ class Params(_Section):
     generate: GenerateParams
     model: ModelParams
     train: TrainParams
+    compute: ComputeParams
     lr_find: LrFindParams
     evaluate: EvaluateParams
     tracking: TrackingParams

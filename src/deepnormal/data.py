@@ -57,7 +57,7 @@ def read_split(path: Path | str) -> Split:
                               f"(the last one); found {list(frame.columns)}")
     if frame.empty:
         raise DeepnormalError(f"data file {path} has a header but no rows")
-    frame, _ = _numeric(frame, list(frame.columns), path, drop_missing=False)
+    frame, _ = numeric_columns(frame, list(frame.columns), path, drop_missing=False)
     features, target = list(frame.columns[:-1]), frame.columns[-1]
     return Split(
         features=frame[features].to_numpy(dtype=np.float64),
@@ -100,7 +100,7 @@ def load_table(path: Path | str) -> pd.DataFrame:
     return _read_csv(path)
 
 
-def _numeric(frame: pd.DataFrame, columns: list[str], path: Path,
+def numeric_columns(frame: pd.DataFrame, columns: list[str], path: Path,
              drop_missing: bool) -> tuple[pd.DataFrame, int]:
     """Columns as floats. Text is always an error; missing or infinite values are an error
     unless drop_missing, which drops those rows and returns how many."""
@@ -141,7 +141,7 @@ def prepare_table(frame: pd.DataFrame, features: list[str], target: str,
     if missing:
         raise DeepnormalError(f"data file {path} has no column {', '.join(map(repr, missing))}; "
                               f"its columns are: {', '.join(map(str, frame.columns))}")
-    clean, dropped = _numeric(frame[wanted], [*features, target], path, drop_missing)
+    clean, dropped = numeric_columns(frame[wanted], [*features, target], path, drop_missing)
     if split_column:
         labels = clean[split_column].astype(str).str.strip().str.lower()
         unknown = sorted(set(labels) - set(SPLITS))

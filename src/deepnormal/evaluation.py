@@ -12,6 +12,7 @@ from deepnormal import metrics, plots, synthetic
 from deepnormal.baselines import LinearGaussian
 from deepnormal.config import Params
 from deepnormal.data import Split
+from deepnormal.predict import with_intervals
 
 Predictor = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 Predictions = dict[str, tuple[np.ndarray, np.ndarray]]  # predictor name -> (mu, sigma)
@@ -64,14 +65,7 @@ def predictions_table(split: Split, mu: np.ndarray, sigma: np.ndarray,
                       levels: list[float]) -> pd.DataFrame:
     table = pd.DataFrame(split.features, columns=list(split.feature_names))
     table[split.target_name] = split.target
-    table["mu"] = mu
-    table["sigma"] = sigma
-    for level in levels:
-        half = metrics.interval_half_width(sigma, level)
-        tag = metrics.level_tag(level)
-        table[f"lower_{tag}"] = mu - half
-        table[f"upper_{tag}"] = mu + half
-    return table
+    return with_intervals(table, mu, sigma, levels)
 
 
 def calibration_table(split: Split, predictions: Predictions) -> pd.DataFrame:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 
 from deepnormal.config import ModelParams, TrainParams
+from deepnormal.data import Split
 from deepnormal.errors import DeepnormalError
 from deepnormal.network import DeepNormalNet, gaussian_nll_z, standardisation
 
@@ -34,6 +34,8 @@ class DeepNormalModule(pl.LightningModule):
         max_epochs: int = 100,
         loss: str = "nll",
         beta: float = 0.5,
+        feature_names: list[str] | None = None,
+        target_name: str = "y",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -42,15 +44,15 @@ class DeepNormalModule(pl.LightningModule):
         self.log_y_std = math.log(y_std)
 
     @classmethod
-    def from_params(cls, model: ModelParams, train: TrainParams, features: np.ndarray,
-                    target: np.ndarray, lr: float) -> DeepNormalModule:
+    def from_params(cls, model: ModelParams, train: TrainParams, data: Split,
+                    lr: float) -> DeepNormalModule:
         return cls(
-            input_dim=features.shape[1],
+            input_dim=data.features.shape[1],
             hidden_sizes=list(model.hidden_sizes),
             activation=model.activation,
             sigma_floor=model.sigma_floor,
             scale_link=model.scale_link,
-            **standardisation(features, target, model.standardize),
+            **standardisation(data.features, data.target, model.standardize),
             lr=lr,
             optimizer=train.optimizer,
             weight_decay=train.weight_decay,
@@ -58,6 +60,9 @@ class DeepNormalModule(pl.LightningModule):
             max_epochs=train.max_epochs,
             loss=train.loss,
             beta=train.beta,
+            # Recorded so that `deepnormal-predict` can pick the columns from an input table.
+            feature_names=list(data.feature_names),
+            target_name=data.target_name,
         )
 
     def _nll_terms(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,14 +85,15 @@ class DeepNormalModule(pl.LightningModule):
         else:
             loss = mean_nll
         # Logged in original units: the standardised NLL plus log(y_std).
+        # sync_dist: under DDP each rank sees a shard; the epoch value averages them.
         self.log("train_nll", mean_nll + self.log_y_std, on_step=False, on_epoch=True,
-                 batch_size=len(batch[1]))
+                 batch_size=len(batch[1]), sync_dist=True)
         return loss
 
     def validation_step(self, batch, batch_idx):
         nll, _ = self._nll_terms(batch)
         self.log("val_nll", nll.mean() + self.log_y_std, on_step=False, on_epoch=True,
-                 batch_size=len(batch[1]))
+                 batch_size=len(batch[1]), sync_dist=True)
 
     def configure_optimizers(self):
         hp = self.hparams

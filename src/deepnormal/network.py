@@ -148,4 +148,7 @@ def load_checkpoint(path) -> DeepNormalNet:
              for key, value in checkpoint["state_dict"].items() if key.startswith(prefix)}
     net.load_state_dict(state)
     net.eval()
+    # Column names, recorded by training (older checkpoints: none).
+    net.feature_names = hparams.get("feature_names")
+    net.target_name = hparams.get("target_name")
     return net

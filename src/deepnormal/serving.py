@@ -1,6 +1,7 @@
 """The trained model as an MLflow pyfunc: a table of feature columns in, `mu` and `sigma`
-out, in original units. `mlflow models serve -m runs:/<run_id>/model --env-manager local`
-serves it; loading needs only torch, numpy and pandas (the checkpoint is read weights-only).
+out, in original units.
+`mlflow models serve -m runs:/<run_id>/model --env-manager local -h 127.0.0.1` serves it;
+loading needs only torch, numpy and pandas (the checkpoint is read weights-only).
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def log_model(checkpoint: Path, example: pd.DataFrame) -> None:
     signature = infer_signature(example, pd.DataFrame({"mu": mu, "sigma": sigma}))
     mlflow.pyfunc.log_model(
         name=MODEL_NAME,
-        python_model=DeepNormalPyfunc(),
+        # Models from code: MLflow runs pyfunc_model.py on load rather than unpickling.
+        python_model=str(Path(__file__).with_name("pyfunc_model.py")),
         artifacts={"checkpoint": str(checkpoint)},
         code_paths=[str(Path(deepnormal.__file__).parent)],
         model_config={"features": list(example.columns)},

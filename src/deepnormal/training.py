@@ -13,22 +13,44 @@ import numpy as np
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.tuner import Tuner
+from pytorch_lightning.utilities import rank_zero_only
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from deepnormal.config import Params
 from deepnormal.data import Split
 from deepnormal.errors import DeepnormalError
 from deepnormal.lightning_module import DeepNormalModule
-from deepnormal.loaders import batches
+from deepnormal.loaders import SplitData, batches
 
 # In-memory tensors need no worker processes; Lightning's hint about them is noise here.
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 warnings.filterwarnings("ignore", message=".*LightningModule.*in `eval` mode.*")
 
 
-def _trainer(**kwargs) -> pl.Trainer:
+def is_main_process() -> bool:
+    """False in the extra processes Lightning starts for DDP (they rerun the stage script):
+    only the main process (global rank 0) tracks, prints and writes outputs."""
+    return rank_zero_only.rank == 0
+
+
+def _trainer(params: Params, **kwargs) -> pl.Trainer:
+    c = params.compute
     defaults = dict(logger=False, enable_progress_bar=False, enable_model_summary=False,
-                    num_sanity_val_steps=0, accelerator="auto", devices=1)
-    return pl.Trainer(**(defaults | kwargs))
+                    num_sanity_val_steps=0, accelerator=c.accelerator, devices=c.devices,
+                    strategy=c.strategy, precision=c.precision,
+                    # loaders.SplitData shards the training rows itself.
+                    use_distributed_sampler=False)
+    try:
+        return pl.Trainer(**(defaults | kwargs))
+    except (MisconfigurationException, ValueError) as error:  # e.g. 16-mixed on a CPU
+        raise DeepnormalError(f"params.yaml 'compute': {error}") from None
+
+
+def device_description(trainer: pl.Trainer) -> str:
+    """e.g. 'cpu x2 (ddp)' or 'cuda x1' for logs and benchmarks."""
+    accelerator = type(trainer.accelerator).__name__.removesuffix("Accelerator").lower()
+    strategy = type(trainer.strategy).__name__.removesuffix("Strategy").lower()
+    return f"{accelerator} x{trainer.num_devices} ({strategy}, {trainer.precision})"
 
 
 def range_test(params: Params, train: Split) -> tuple[np.ndarray, np.ndarray]:
@@ -37,13 +59,15 @@ def range_test(params: Params, train: Split) -> tuple[np.ndarray, np.ndarray]:
     Runs in a temporary directory so the finder's own restore checkpoint never lingers.
     """
     pl.seed_everything(params.train.seed, verbose=False)
-    module = DeepNormalModule.from_params(params.model, params.train, train.features,
-                                          train.target, lr=params.lr_find.min_lr)
+    module = DeepNormalModule.from_params(params.model, params.train, train,
+                                          lr=params.lr_find.min_lr)
     loader = batches(train, params.train.batch_size, shuffle=True, seed=params.train.seed)
     steps = params.lr_find.num_steps
     with tempfile.TemporaryDirectory(prefix="deepnormal-lr-find-") as workdir:
-        trainer = _trainer(default_root_dir=workdir, enable_checkpointing=False,
-                           max_epochs=math.ceil(steps / len(loader)) + 1)
+        # One device whatever compute.devices says: the range test is short and serial.
+        trainer = _trainer(params, default_root_dir=workdir, enable_checkpointing=False,
+                           max_epochs=math.ceil(steps / len(loader)) + 1, devices=1,
+                           strategy="auto")
         finder = Tuner(trainer).lr_find(
             module, train_dataloaders=loader, min_lr=params.lr_find.min_lr,
             max_lr=params.lr_find.max_lr, num_training=steps, update_attr=False,
@@ -78,6 +102,8 @@ class EpochHistory(pl.Callback):
         if self.sink is not None:
             self.sink(row)
         epoch = row["epoch"] + 1
+        if not trainer.is_global_zero:
+            return
         if epoch == 1 or epoch % self.print_every == 0:
             best = min(r["val_nll"] for r in self.rows)
             print(f"epoch {epoch:>4}/{trainer.max_epochs}  train_nll {row['train_nll']:.4f}  "
@@ -92,6 +118,7 @@ class FitResult:
     best_val_nll: float
     epochs_run: int
     stopped_early: bool
+    device: str
 
 
 def fit(params: Params, train: Split, val: Split, lr: float, out_dir: Path,
@@ -99,18 +126,19 @@ def fit(params: Params, train: Split, val: Split, lr: float, out_dir: Path,
     """Train with early stopping on validation NLL; keep the best epoch's checkpoint."""
     p = params.train
     pl.seed_everything(p.seed, verbose=False)
-    module = DeepNormalModule.from_params(params.model, p, train.features, train.target, lr)
+    module = DeepNormalModule.from_params(params.model, p, train, lr)
     history = EpochHistory(sink)
     stopper = EarlyStopping(monitor="val_nll", mode="min", patience=p.patience,
                             min_delta=p.min_delta, check_finite=True)
     checkpointer = ModelCheckpoint(dirpath=out_dir, filename="model", monitor="val_nll",
                                    mode="min", save_top_k=1, auto_insert_metric_name=False,
                                    enable_version_counter=False)
-    trainer = _trainer(max_epochs=p.max_epochs, default_root_dir=out_dir,
+    trainer = _trainer(params, max_epochs=p.max_epochs, default_root_dir=out_dir,
                        gradient_clip_val=p.gradient_clip,
                        callbacks=[history, stopper, checkpointer])
-    trainer.fit(module, train_dataloaders=batches(train, p.batch_size, True, p.seed),
-                val_dataloaders=batches(val, len(val), False))
+    if is_main_process():
+        print(f"training on {device_description(trainer)}", flush=True)
+    trainer.fit(module, datamodule=SplitData(train, val, p.batch_size, p.seed))
     rows = history.rows
     diverged = [r["epoch"] for r in rows if not math.isfinite(r["val_nll"])]
     if diverged:
@@ -126,4 +154,5 @@ def fit(params: Params, train: Split, val: Split, lr: float, out_dir: Path,
         best_val_nll=rows[best]["val_nll"],
         epochs_run=len(rows),
         stopped_early=stopper.stopped_epoch > 0,
+        device=device_description(trainer),
     )
