@@ -50,38 +50,47 @@ def main() -> None:
 
     import mlflow
 
-    from deepnormal import serving
-
     experiment_id = tracking.connect(params.tracking.experiment_name)
+    for run_id in tracking.close_dead_runs(experiment_id):
+        print(f"marked MLflow run {run_id} KILLED: its training process died without closing it")
     with mlflow.start_run(experiment_id=experiment_id, run_name=os.environ.get("DVC_EXP_NAME"),
-                          tags=tracking.run_tags()) as run:
-        run_id = run.info.run_id
-        print(f"MLflow run {run_id} in experiment '{params.tracking.experiment_name}' "
+                          tags=tracking.run_tags()) as run, tracking.killed_on_interrupt():
+        print(f"MLflow run {run.info.run_id} in experiment '{params.tracking.experiment_name}' "
               f"at {tracking.tracking_uri()}")
-        mlflow.log_params(params.flat(TRACKED_SECTIONS) | {
-            "lr_find.chosen_lr": choice.lr,
-            "lr_find.rule": choice.rule,
-            "lr_find.fallback_reason": choice.fallback_reason or "none",
-            "data.train_rows": len(splits["train"]),
-            "data.val_rows": len(splits["val"]),
-        })
-        tracking.log_dataset(splits["train"], params, "training")
-        tracking.log_dataset(splits["val"], params, "validation")
-        mlflow.log_artifacts(str(paths.LR_FIND), "lr_find")
-        # The checkpoint, history and summary replace the previous ones only on success.
-        with staged(paths.TRAIN) as out:
-            result = fit(params, splits["train"], splits["val"], choice.lr, out,
-                         sink=tracking.epoch_sink(run_id))
-            write_outputs(out, run_id, choice, result)
-            mlflow.log_metrics({"best_val_nll": result.best_val_nll,
-                                "best_epoch": result.best_epoch, "epochs_run": result.epochs_run})
-            mlflow.set_tag("device", result.device)
-            mlflow.log_artifact(str(result.checkpoint), "checkpoints")
-            serving.log_model(result.checkpoint, example_inputs(splits["val"]))
-            mlflow.log_artifact(str(out / paths.HISTORY.name), "train")
-            tracking.flush()
+        result = train_and_log(params, splits, choice, run.info.run_id)
     print(f"best epoch {result.best_epoch} of {result.epochs_run}: "
           f"val_nll {result.best_val_nll:.4f}; checkpoint {paths.CHECKPOINT}")
+
+
+def train_and_log(params, splits, choice, run_id):
+    import mlflow
+
+    from deepnormal import serving
+    from deepnormal.training import fit
+
+    mlflow.log_params(params.flat(TRACKED_SECTIONS) | {
+        "lr_find.chosen_lr": choice.lr,
+        "lr_find.rule": choice.rule,
+        "lr_find.fallback_reason": choice.fallback_reason or "none",
+        "data.train_rows": len(splits["train"]),
+        "data.val_rows": len(splits["val"]),
+    })
+    tracking.log_dataset(splits["train"], params, "training")
+    tracking.log_dataset(splits["val"], params, "validation")
+    mlflow.log_artifacts(str(paths.LR_FIND), "lr_find")
+    # The checkpoint, history and summary replace the previous ones only on success.
+    with staged(paths.TRAIN) as out:
+        result = fit(params, splits["train"], splits["val"], choice.lr, out,
+                     sink=tracking.epoch_sink(run_id))
+        write_outputs(out, run_id, choice, result)
+        mlflow.log_metrics({"best_val_nll": result.best_val_nll,
+                            "best_epoch": result.best_epoch, "epochs_run": result.epochs_run})
+        mlflow.set_tag("device", result.device)
+        mlflow.log_artifact(str(result.checkpoint), "checkpoints")
+        serving.log_model(result.checkpoint, example_inputs(splits["val"]))
+        mlflow.log_artifact(str(out / paths.HISTORY.name), "train")
+        tracking.flush()
+    return result
 
 
 def example_inputs(split, rows: int = 5) -> pd.DataFrame:

@@ -15,7 +15,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-SCRATCH_PREFIX = ".partial-"  # git-ignored; a killed stage may leave one behind
+from deepnormal.processes import process_alive
+
+SCRATCH_PREFIX = ".partial-"  # git-ignored: .partial-<output>-<pid>-<random>
+
+
+def remove_abandoned_scratch(directory: Path) -> None:
+    """Delete scratch folders that a killed stage (SIGKILL, power cut) left behind: those
+    whose owning process no longer exists."""
+    for scratch in directory.parent.glob(f"{SCRATCH_PREFIX}{directory.name}-*"):
+        pid = scratch.name.removeprefix(f"{SCRATCH_PREFIX}{directory.name}-").split("-")[0]
+        if pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 @contextmanager
@@ -23,7 +34,8 @@ def staged(directory: Path) -> Iterator[Path]:
     """Yield a scratch folder; on success move everything in it into `directory`."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{directory.name}-",
+    remove_abandoned_scratch(directory)
+    scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{directory.name}-{os.getpid()}-",
                                     dir=directory.parent))
     try:
         yield scratch

@@ -10,8 +10,10 @@ overrides the store (and the server then decides where artifacts go).
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 STORE_FILE = "mlflow.db"
@@ -39,8 +41,13 @@ def git_commit() -> str | None:
     return result.stdout.strip() or None
 
 
+# Which process owns a run, so that the next run can tell a crashed one from a live one.
+PID_TAG = "deepnormal.pid"
+HOST_TAG = "deepnormal.host"
+
+
 def run_tags() -> dict[str, str]:
-    tags = {}
+    tags = owner_tags()
     commit = git_commit()
     if commit:
         tags["git_commit"] = commit
@@ -123,6 +130,50 @@ def _experiment_id(experiment_name: str):
     except mlflow.exceptions.MlflowException:
         # Another process (a parallel queued experiment) created it first.
         return mlflow.get_experiment_by_name(experiment_name).experiment_id
+
+
+def close_dead_runs(experiment_id: str) -> list[str]:
+    """Mark KILLED the RUNNING runs of this experiment whose training process, on this
+    host, no longer exists (a SIGKILL, a power cut): they would otherwise stay RUNNING
+    forever. Runs of live processes (a parallel queued experiment) are left alone, and so
+    are runs from other hosts, which this process cannot check. Returns the ids it closed."""
+    from mlflow.tracking import MlflowClient
+
+    from deepnormal.processes import process_alive
+
+    client = MlflowClient(tracking_uri())
+    host = socket.gethostname()
+    closed = []
+    for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING'"):
+        tags = run.data.tags
+        pid = tags.get(PID_TAG, "")
+        if tags.get(HOST_TAG) == host and pid.isdigit() and not process_alive(int(pid)):
+            client.set_terminated(run.info.run_id, "KILLED")
+            closed.append(run.info.run_id)
+    return closed
+
+
+@contextmanager
+def killed_on_interrupt():
+    """Ctrl-C ends the active run as KILLED (not FAILED) and becomes one readable error.
+
+    Lightning turns a KeyboardInterrupt inside `fit` into SystemExit(1), so both count.
+    """
+    import mlflow
+
+    from deepnormal.errors import DeepnormalError
+
+    try:
+        yield
+    except (KeyboardInterrupt, SystemExit):
+        mlflow.end_run("KILLED")
+        raise DeepnormalError("interrupted: the MLflow run is marked KILLED; earlier outputs "
+                              "are unchanged and `dvc repro` starts this stage again") from None
+
+
+def owner_tags() -> dict[str, str]:
+    """Claims a reopened run for this process (see close_dead_runs)."""
+    return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
 
 
 def epoch_sink(run_id: str):
