@@ -3,10 +3,15 @@ import torch and Lightning, which is slow here) and every test that needs it sha
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -82,9 +87,66 @@ def tiny_repo(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pipeline(tiny_repo) -> tuple[Path, subprocess.CompletedProcess]:
-    """The tiny pipeline after one full `dvc repro`."""
-    return tiny_repo, dvc("repro", cwd=tiny_repo)
+def pipeline(tiny_repo, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """The tiny pipeline after one full `dvc repro` (a snapshot is kept for `clone`)."""
+    result = dvc("repro", cwd=tiny_repo)
+    shutil.copytree(tiny_repo, tmp_path_factory.getbasetemp() / "pristine", symlinks=True)
+    return tiny_repo, result
+
+
+@pytest.fixture(scope="session")
+def pristine(pipeline, tmp_path_factory) -> Path:
+    """The tiny pipeline as it was right after its first run; never modified."""
+    return tmp_path_factory.getbasetemp() / "pristine"
+
+
+def clone_of(pristine: Path, destination: Path) -> Path:
+    """A private copy of the pristine pipeline (outputs, dvc.lock, DVC cache, git history)
+    with an empty tracking store of its own."""
+    shutil.copytree(pristine, destination, symlinks=True,
+                    ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts"))
+    return destination
+
+
+@pytest.fixture
+def clone(pristine, tmp_path) -> Path:
+    return clone_of(pristine, tmp_path / "repo")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(cmd: list[str], url: str, cwd: Path, log: Path, timeout: float = 180, **env: str):
+    """Start a server (its own process group), wait until `url` answers, stop it after."""
+    with open(log, "w") as out:
+        process = subprocess.Popen(cmd, cwd=cwd, env=tool_env(**env), stdout=out,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(f"{cmd} exited ({process.returncode}):\n{log.read_text()}")
+            try:
+                with urllib.request.urlopen(url, timeout=5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    message = f"{url} not up after {timeout} s:\n{log.read_text()}"
+                    raise AssertionError(message) from None
+                time.sleep(1)
+        yield process
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def mlflow_client(root: Path):

@@ -72,7 +72,33 @@ def connect(experiment_name: str):
 
     Raises DeepnormalError, naming the store, when it cannot be reached.
     """
-    return _reach_store(lambda: _experiment_id(experiment_name))
+    with _setup_lock():
+        return _reach_store(lambda: _experiment_id(experiment_name))
+
+
+@contextmanager
+def _setup_lock():
+    """Serialise store set-up between processes of this host for a SQLite store.
+
+    Two queued experiments (`dvc queue start -j 2`) may open a brand-new store at the same
+    moment, and MLflow's schema creation fails for the second ("table ... already exists").
+    A lock file beside the database makes them take turns for the few seconds it takes.
+    """
+    prefix = "sqlite:///"
+    uri = tracking_uri()
+    if not uri.startswith(prefix) or os.name != "posix":
+        yield
+        return
+    import fcntl
+
+    lock = Path(uri.removeprefix(prefix).split("?")[0] + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def find_run(run_id: str, recorded_in: Path) -> None:
