@@ -42,7 +42,8 @@ def test_unknown_section(raw):
 
 def test_missing_section(raw):
     del raw["model"]
-    assert "missing key 'model'" in error_for(raw)
+    message = error_for(raw)
+    assert "missing section 'model'" in message and "generate, model, train" in message
 
 
 @pytest.mark.parametrize("key, value", [("batch_size", "64"), ("batch_size", 6.5),

@@ -191,6 +191,8 @@ def _describe(error: dict, raw: dict) -> str:
         allowed = ", ".join(model.model_fields)
         where = f"section '{section}'" if section else "params.yaml"
         return f"unknown key '{path}'; {where} accepts: {allowed}"
+    if kind == "missing" and len(error["loc"]) == 1:
+        return f"missing section '{path}'; params.yaml needs: {', '.join(Params.model_fields)}"
     if kind == "missing":
         return f"missing key '{path}'"
     value = error.get("input")

@@ -134,9 +134,14 @@ def _reach_store(action):
         raise
     except Exception as error:  # MlflowException, requests' ConnectionError, sqlite errors...
         first_line = (str(error).strip().splitlines() or [repr(error)])[0][:300]
+        if "database is locked" in first_line:
+            advice = ("another process holds the SQLite store (an open `sqlite3` shell, a "
+                      "stuck job); close it and rerun")
+        else:
+            advice = ("check that the server is up, or unset MLFLOW_TRACKING_URI to use the "
+                      "local store")
         raise DeepnormalError(
-            f"cannot use the MLflow tracking store at {tracking_uri()}: {first_line}. "
-            "Check that the server is up, or unset MLFLOW_TRACKING_URI to use the local store"
+            f"cannot use the MLflow tracking store at {tracking_uri()}: {first_line}. {advice}"
         ) from None
 
 

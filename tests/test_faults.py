@@ -1,0 +1,226 @@
+"""Faults on the real pipeline (README "When things go wrong"): bad params, damaged data
+between stages, divergence, Ctrl-C and SIGKILL during training, a locked store, and the
+hosts every documented server binds to. Each case checks the message the user sees and
+that earlier outputs and the tracking store survive.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO, dvc, edit_params, mlflow_client, stages_run, tool_env
+
+
+def outputs(root: Path) -> dict[str, bytes]:
+    """Every stage output, byte for byte."""
+    return {str(path.relative_to(root)): path.read_bytes()
+            for path in sorted((root / "data").rglob("*")) if path.is_file()}
+
+
+def runs(root: Path):
+    if not (root / "mlflow.db").exists():
+        return []
+    client = mlflow_client(root)
+    return client.search_runs([e.experiment_id for e in client.search_experiments()])
+
+
+def error_lines(result: subprocess.CompletedProcess) -> list[str]:
+    """The stage's own one-line messages."""
+    return [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+
+
+def the_message(result: subprocess.CompletedProcess) -> str:
+    """The one line that explains a failed `dvc repro`: the stage's own, or DVC's when DVC
+    stops before the stage runs (a dependency or a declared param is missing)."""
+    ours = error_lines(result)
+    if ours:
+        (message,) = ours
+        return message
+    (message,) = {line for line in result.stderr.splitlines() if line.startswith("ERROR: ")}
+    return message
+
+
+@pytest.mark.parametrize("case, text, expected", [
+    ("unknown key", "train:\n  patince: 3\n",
+     "unknown key 'train.patince'; section 'train' accepts: seed, batch_size"),
+    ("wrong type", "train:\n  batch_size: '32'\n",
+     "'train.batch_size': Input should be a valid integer (got '32')"),
+    ("out of range", "train:\n  max_epochs: 0\n",
+     "'train.max_epochs': Input should be greater than or equal to 1 (got 0)"),
+    ("bad choice", "train:\n  optimizer: sgd\n",
+     "'train.optimizer': Input should be 'adam' or 'adamw' (got 'sgd')"),
+    # DVC reads the params each stage declares and names the missing ones first.
+    ("missing section", "drop compute", "compute.precision"),
+])
+def test_bad_params_stop_before_any_work(clone, case, text, expected):
+    before = outputs(clone)
+    path = clone / "params.yaml"
+    if text == "drop compute":
+        path.write_text(re.sub(r"(?ms)^compute:.*?(?=^\w)", "", path.read_text()))
+    else:
+        edit_params(clone, yaml.safe_load(text))
+    result = dvc("repro", cwd=clone, check=False)
+    assert result.returncode != 0
+    assert expected in the_message(result), result.stderr
+    assert outputs(clone) == before
+    assert runs(clone) == []
+    if text == "drop compute":  # DVC: "Parameters '...' are missing from 'params.yaml'"
+        assert "are missing from 'params.yaml'" in the_message(result)
+        # Run directly, the stage names the section itself.
+        direct = subprocess.run([sys.executable, "stages/train.py"], cwd=clone,
+                                env=tool_env(), capture_output=True, text=True)
+        assert error_lines(direct) == [
+            "error: params.yaml: missing section 'compute'; params.yaml needs: data, "
+            "generate, model, train, compute, lr_find, evaluate, tracking"], direct.stderr
+
+
+def test_unreadable_params_file_names_the_file(clone):
+    before = outputs(clone)
+    (clone / "params.yaml").write_text("train: [unclosed\n")
+    result = dvc("repro", cwd=clone, check=False)
+    assert result.returncode != 0
+    assert "params.yaml" in result.stderr  # DVC reads it first and names it
+    # Run directly, the stage itself says where the YAML breaks.
+    direct = subprocess.run([sys.executable, "stages/train.py"], cwd=clone, env=tool_env(),
+                            capture_output=True, text=True)
+    assert error_lines(direct) == [
+        "error: params.yaml is not valid YAML at line 2, column 1: expected ',' or ']', "
+        "but got '<stream end>'"], direct.stderr
+    assert outputs(clone) == before and runs(clone) == []
+
+
+DAMAGE = {
+    "missing": lambda path: path.unlink(),
+    "empty": lambda path: path.write_text(""),
+    "truncated": lambda path: path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2]),
+    "NaN": lambda path: path.write_text(path.read_text().replace("\n", "\nnan,1.0\n", 1)),
+    "text": lambda path: path.write_text(path.read_text().replace("\n", "\nabc,1.0\n", 1)),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_damaged_data_between_stages_stops_train_naming_the_file(clone, damage):
+    train_csv = clone / "data/prepared/train.csv"
+    DAMAGE[damage](train_csv)
+    before = outputs(clone)
+    result = dvc("repro", "-s", "train", cwd=clone, check=False)  # only train, not generate
+    assert result.returncode != 0
+    assert "data/prepared/train.csv" in the_message(result), result.stderr
+    assert outputs(clone) == before and runs(clone) == []
+    # The full pipeline notices the damaged output and regenerates it.
+    assert stages_run(dvc("repro", cwd=clone).stdout)[0] == "generate"
+
+
+def test_diverging_lr_fails_train_and_evaluate_never_runs(clone):
+    before = outputs(clone)
+    # An lr far beyond what params.yaml accepts (at most 10), planted in lr_find's output.
+    lr_json = clone / "data/lr_find/lr.json"
+    lr_json.write_text(json.dumps(json.loads(lr_json.read_text()) | {"lr": 1e30}))
+    result = dvc("repro", "--downstream", "train", cwd=clone, check=False)
+    assert result.returncode != 0
+    assert stages_run(result.stdout) == ["train"]  # evaluate never ran
+    (message,) = error_lines(result)
+    assert "non-finite" in message and "learning rate is too high" in message, message
+    assert [run.info.status for run in runs(clone)] == ["FAILED"]
+    for name in ("data/train/model.ckpt", "data/train/summary.json",
+                 "data/evaluate/metrics.json"):
+        assert outputs(clone)[name] == before[name]
+
+
+def start_long_training(root: Path) -> subprocess.Popen:
+    """`dvc repro` with a train stage long enough to interrupt; returns once it trains."""
+    edit_params(root, {"train": {"max_epochs": 100_000, "patience": 100_000}})
+    process = subprocess.Popen([sys.executable, "-m", "dvc", "repro"], cwd=root, env=tool_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    for line in process.stdout:
+        if line.startswith("epoch   10/"):
+            return process
+    raise AssertionError(f"training never started (exit {process.wait()})")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
+def test_interrupted_training_loses_nothing_and_leaves_no_running_run(clone, sig):
+    edit_params(clone, {"train": {"max_epochs": 4}})
+    dvc("repro", cwd=clone)  # an earlier, finished experiment in the store
+    (earlier,) = runs(clone)
+    before = outputs(clone)
+
+    process = start_long_training(clone)
+    os.killpg(process.pid, sig)  # Ctrl-C in a terminal signals the whole process group
+    rest = process.communicate(timeout=120)[0]
+    assert process.returncode != 0
+    after = outputs(clone)
+    if sig == signal.SIGINT:
+        assert "error: interrupted: the MLflow run is marked KILLED" in rest, rest
+        statuses = {run.info.run_id: run.info.status for run in runs(clone)}
+        assert sorted(statuses.values()) == ["FINISHED", "KILLED"]
+    else:  # nothing could clean up: the run stays RUNNING and scratch files remain for now
+        assert [run.info.status for run in runs(clone)].count("RUNNING") == 1
+        after = {name: data for name, data in after.items() if "/.partial-" not in name}
+    assert after == before  # earlier outputs untouched, no half-written checkpoint in place
+
+    edit_params(clone, {"train": {"max_epochs": 4}})
+    rerun = dvc("repro", cwd=clone)
+    assert stages_run(rerun.stdout) == ["train", "evaluate"]
+    statuses = {run.info.run_id: run.info.status for run in runs(clone)}
+    assert statuses[earlier.info.run_id] == "FINISHED"
+    assert sorted(statuses.values()) == ["FINISHED", "FINISHED", "KILLED"], statuses
+    if sig == signal.SIGKILL:
+        assert "marked MLflow run" in rerun.stdout and "KILLED" in rerun.stdout
+    assert not list((clone / "data").glob(".partial-*"))
+    assert stages_run(dvc("repro", cwd=clone).stdout) == []
+
+
+def test_locked_store_is_a_clear_error_within_seconds(clone):
+    edit_params(clone, {"train": {"max_epochs": 2}})
+    dvc("repro", cwd=clone)
+    before = outputs(clone)
+    edit_params(clone, {"train": {"max_epochs": 3}})
+    holder = sqlite3.connect(clone / "mlflow.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another writer holding the whole database
+    try:
+        start = time.monotonic()
+        result = dvc("repro", cwd=clone, check=False)
+        waited = time.monotonic() - start
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    (message,) = error_lines(result)
+    assert "database is locked" in message and "another process" in message, message
+    assert waited < 60
+    assert outputs(clone) == before
+    assert [run.info.status for run in runs(clone)] == ["FINISHED"]
+
+
+def test_evaluate_with_the_store_gone_says_how_to_recover(clone):
+    # The clone has no store: the run recorded by train is not there.
+    result = dvc("repro", "--force", "-s", "evaluate", cwd=clone, check=False)
+    (message,) = error_lines(result)
+    assert "is not in the MLflow store" in message and "dvc repro --force -s train" in message
+
+
+SERVER_COMMAND = re.compile(r"mlflow (ui|server|models serve)\b")
+
+
+def test_every_documented_server_binds_to_loopback():
+    """README, Makefile and docstrings: each command that starts a server says 127.0.0.1."""
+    sources = [REPO / "README.md", REPO / "Makefile", *sorted((REPO / "src").rglob("*.py")),
+               *sorted((REPO / "stages").glob("*.py"))]
+    commands = [(path.name, line.strip()) for path in sources
+                for line in path.read_text().splitlines() if SERVER_COMMAND.search(line)
+                and ("--" in line or line.strip().startswith(("mlflow", "$", "`mlflow")))]
+    assert len(commands) >= 3, commands
+    for name, line in commands:
+        assert "127.0.0.1" in line, f"{name}: {line}"
