@@ -10,7 +10,7 @@ Writes data/evaluate/:
   summary.md       a short markdown report
   plots/*.png      prediction band, learning curves, calibration, PIT, sigma plots
 Logs the metrics (test_nll, test_crps, test_picp_95, ...), plots and files into the
-training run in MLflow.
+training run in MLflow (unless it was trained with tracking.enabled false).
 """
 
 import argparse
@@ -62,6 +62,9 @@ def main() -> None:
     print(f"test NLL {test['model']['nll']:.4f}{gap}, "
           f"95% coverage {test['model'].get('picp_95', float('nan')):.3f}")
 
+    if summary["run_id"] is None:  # trained with tracking.enabled false
+        print("the model was trained without tracking: nothing is logged to MLflow")
+        return
     # Local outputs are in place before the store is touched: store trouble loses nothing.
     tracking.find_run(summary["run_id"], paths.TRAIN_SUMMARY)
     import mlflow

@@ -7,7 +7,7 @@ history.csv (per-epoch train NLL, validation NLL, lr) and summary.json (MLflow r
 best epoch, chosen lr). Opens one MLflow run holding every param, the data set (name,
 source, digest, rows, columns), the per-epoch curves, the lr-finder result and plot, the
 checkpoint and a servable MLflow model (`model`: features in, mu and sigma out); a failure
-leaves the run FAILED.
+leaves the run FAILED. With tracking.enabled false it logs nothing (summary.json: run_id null).
 With compute.devices > 1 (strategy ddp) Lightning reruns this script once per extra
 device; those processes train their share and track and write nothing.
 """
@@ -48,6 +48,14 @@ def main() -> None:
             fit(params, splits["train"], splits["val"], choice.lr, Path(scratch))
         return
 
+    if not params.tracking.enabled:
+        print("tracking.enabled is false: nothing is logged to MLflow")
+        with staged(paths.TRAIN) as out:
+            result = fit(params, splits["train"], splits["val"], choice.lr, out)
+            write_outputs(out, None, choice, result)
+        report(result)
+        return
+
     import mlflow
 
     experiment_id = tracking.connect(params.tracking.experiment_name)
@@ -58,6 +66,10 @@ def main() -> None:
         print(f"MLflow run {run.info.run_id} in experiment '{params.tracking.experiment_name}' "
               f"at {tracking.tracking_uri()}")
         result = train_and_log(params, splits, choice, run.info.run_id)
+    report(result)
+
+
+def report(result) -> None:
     print(f"best epoch {result.best_epoch} of {result.epochs_run}: "
           f"val_nll {result.best_val_nll:.4f}; checkpoint {paths.CHECKPOINT}")
 

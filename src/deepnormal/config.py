@@ -159,6 +159,7 @@ class EvaluateParams(_Section):
 
 
 class TrackingParams(_Section):
+    enabled: bool = True
     experiment_name: str = Field("deepnormal", min_length=1)
 
 
