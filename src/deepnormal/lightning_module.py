@@ -73,24 +73,38 @@ class DeepNormalModule(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         nll, sigma_z = self._nll_terms(batch)
         mean_nll = nll.mean()
-        if not torch.isfinite(mean_nll):
-            raise DeepnormalError(
-                f"the training loss became non-finite at epoch {self.current_epoch} "
-                f"(lr {self.optimizers().param_groups[0]['lr']:.3g}); the learning rate is too "
-                "high: set lr_find.fixed_lr lower or lower lr_find.upper_bound"
-            )
         if self.hparams.loss == "beta_nll":
             # Seitzer et al. 2022: weight each point's NLL by a stop-gradient sigma^(2*beta).
             loss = (nll * sigma_z.detach() ** (2 * self.hparams.beta)).mean()
         else:
             loss = mean_nll
-        # Logged in original units: the standardised NLL plus log(y_std).
-        # sync_dist: under DDP each rank sees a shard; the epoch value averages them.
-        self.log("train_nll", mean_nll + self.log_y_std, on_step=False, on_epoch=True,
-                 batch_size=len(batch[1]), sync_dist=True)
+        # Summed here rather than with self.log, which costs about 2 ms per call on our CPUs,
+        # more than the step itself for this small network (benchmarks/loop_overhead.py).
+        # Kept on the device: no host sync per step. A non-finite sum is divergence.
+        self._train_sum = self._train_sum + mean_nll.detach().double() * len(batch[1])
+        self._train_count += len(batch[1])
         return loss
 
+    def on_train_epoch_start(self) -> None:
+        self._train_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        self._train_count = 0
+
+    def epoch_train_nll(self) -> float:
+        """The epoch's mean training NLL in original units, over every rank (a collective
+        under DDP: call it on all ranks). Raises DeepnormalError when it is not finite."""
+        totals = torch.stack([self._train_sum, self._train_sum.new_tensor(self._train_count)])
+        totals = self.trainer.strategy.reduce(totals, reduce_op="sum")
+        value = float(totals[0] / totals[1]) + self.log_y_std
+        if not math.isfinite(value):
+            raise DeepnormalError(
+                f"the training loss became non-finite at epoch {self.current_epoch} "
+                f"(lr {self.optimizers().param_groups[0]['lr']:.3g}); the learning rate is too "
+                "high: set lr_find.fixed_lr lower or lower lr_find.upper_bound"
+            )
+        return value
+
     def validation_step(self, batch, batch_idx):
+        # Once per epoch (the whole split is one batch): self.log's cost does not matter here.
         nll, _ = self._nll_terms(batch)
         self.log("val_nll", nll.mean() + self.log_y_std, on_step=False, on_epoch=True,
                  batch_size=len(batch[1]), sync_dist=True)

@@ -94,7 +94,7 @@ class EpochHistory(pl.Callback):
         metrics = trainer.callback_metrics
         row = {
             "epoch": trainer.current_epoch,
-            "train_nll": float(metrics["train_nll"]),
+            "train_nll": module.epoch_train_nll(),
             "val_nll": float(metrics["val_nll"]),
             "lr": self._lr,
         }
