@@ -23,7 +23,7 @@ test: setup
 	python -m pytest
 
 benchmark: setup
-	python benchmarks/pipeline.py
+	python benchmarks/performance.py
 
 ui: setup
 	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000

@@ -1,6 +1,7 @@
 """Benchmark: every speed figure of the pipeline in one table (README "Performance").
 
     python benchmarks/performance.py [--runs 3] [--train-runs 2] [--sizes 1e3,1e4,1e5,1e6]
+                                     [--only pipeline tracking loop scaling]
 
 Works in temporary copies of the repository (their own MLflow store and DVC cache), so the
 workspace and your tracking store are untouched. Takes about 15 minutes on 2 CPU cores.
@@ -32,6 +33,7 @@ from benchmarks.loop_overhead import compare, default_params, lightning_seconds,
 from tests.conftest import copy_repo, dvc, edit_params, tool_env
 
 STAGES = ("generate", "lr_find", "train", "evaluate")
+SECTIONS = ("pipeline", "tracking", "loop", "scaling")
 HEAVY = ("torch", "pytorch_lightning", "mlflow", "matplotlib")
 TRAIN_SHARE = 0.6  # generate's default split: 60 % of the rows train
 
@@ -188,6 +190,8 @@ def main() -> None:
                         help="repetitions of the default train stage, tracking on and off")
     parser.add_argument("--sizes", default="1e3,1e4,1e5,1e6",
                         help="training rows for the scaling figures (comma list)")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS),
+                        help="measure only these groups of figures (default: all)")
     args = parser.parse_args()
     sizes = [int(float(size)) for size in args.sizes.split(",")]
 
@@ -198,13 +202,20 @@ def main() -> None:
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     machine = (f"{platform.node()}: {os.cpu_count()} CPUs, {device}, torch {torch.__version__}, "
                f"{time.strftime('%Y-%m-%d')}; command: python benchmarks/performance.py "
-               f"--runs {args.runs} --train-runs {args.train_runs} --sizes {args.sizes}")
+               f"--runs {args.runs} --train-runs {args.train_runs} --sizes {args.sizes} "
+               f"--only {' '.join(args.only)}")
     with tempfile.TemporaryDirectory(prefix="deepnormal-perf-") as tmp:
         root = copy_repo(Path(tmp) / "repo")
-        pipeline_figures(root, args.runs)
-        tracking_figures(root, args.train_runs)
-        loop_figures(args.runs)
-        scaling_figures(sizes, args.runs, Path(tmp))
+        if "pipeline" in args.only:
+            pipeline_figures(root, args.runs)
+        if "tracking" in args.only:
+            if "pipeline" not in args.only:
+                dvc("repro", "lr_find", cwd=root)
+            tracking_figures(root, args.train_runs)
+        if "loop" in args.only:
+            loop_figures(args.runs)
+        if "scaling" in args.only:
+            scaling_figures(sizes, args.runs, Path(tmp))
     print_table(machine)
 
 

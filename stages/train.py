@@ -91,9 +91,12 @@ def train_and_log(params, splits, choice, run_id):
     tracking.log_dataset(splits["val"], params, "validation")
     mlflow.log_artifacts(str(paths.LR_FIND), "lr_find")
     # The checkpoint, history and summary replace the previous ones only on success.
+    epochs = tracking.EpochLogger(run_id)
     with staged(paths.TRAIN) as out:
-        result = fit(params, splits["train"], splits["val"], choice.lr, out,
-                     sink=tracking.epoch_sink(run_id))
+        try:
+            result = fit(params, splits["train"], splits["val"], choice.lr, out, sink=epochs)
+        finally:  # a failed run keeps its curves up to the failure
+            epochs.send()
         write_outputs(out, run_id, choice, result)
         mlflow.log_metrics({"best_val_nll": result.best_val_nll,
                             "best_epoch": result.best_epoch, "epochs_run": result.epochs_run})
@@ -101,7 +104,6 @@ def train_and_log(params, splits, choice, run_id):
         mlflow.log_artifact(str(result.checkpoint), "checkpoints")
         serving.log_model(result.checkpoint, example_inputs(splits["val"]))
         mlflow.log_artifact(str(out / paths.HISTORY.name), "train")
-        tracking.flush()
     return result
 
 

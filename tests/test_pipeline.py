@@ -195,3 +195,13 @@ def test_unreachable_tracking_server_is_a_clear_error_and_loses_nothing(root):
     assert f"error: cannot use the MLflow tracking store at {uri}" in result.stderr
     assert {p.name: p.read_bytes() for p in (root / "data/train").glob("*.*")} == trained
     assert stages_run(dvc("repro", cwd=root).stdout) == []
+
+
+def test_tracking_can_be_switched_off(clone):
+    edit_params(clone, {"tracking": {"enabled": False}})
+    result = dvc("repro", cwd=clone)
+    assert stages_run(result.stdout) == ["train", "evaluate"]
+    assert "nothing is logged to MLflow" in result.stdout
+    assert json.loads((clone / "data/train/summary.json").read_text())["run_id"] is None
+    assert "nll" in json.loads((clone / "data/evaluate/metrics.json").read_text())["test"]["model"]
+    assert not (clone / "mlflow.db").exists() and not (clone / "mlartifacts").exists()
