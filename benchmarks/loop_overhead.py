@@ -13,6 +13,9 @@ set-up (building the Trainer, the first checkpoint) is excluded from both.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import logging
 import statistics
 import sys
 import tempfile
@@ -54,7 +57,9 @@ def splits(n_train: int, seed: int = 0):
 def lightning_seconds(params, train, val, lr: float) -> float:
     from deepnormal.training import fit
 
-    with tempfile.TemporaryDirectory() as out:
+    # Quiet: Lightning's banner and the per-epoch progress lines would bury the figures.
+    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
         start = time.perf_counter()
         fit(params, train, val, lr, Path(out))
         return time.perf_counter() - start
