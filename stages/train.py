@@ -40,7 +40,9 @@ def main() -> None:
     splits = read_splits(paths.PREPARED, ("train", "val"))
     choice = read_choice(paths.LR_JSON)
 
-    from deepnormal.training import fit, is_main_process
+    from deepnormal.training import check_compute, fit, is_main_process
+
+    check_compute(params)
 
     if not is_main_process():
         # A DDP worker started by Lightning: it trains its shard; rank 0 does the rest.

@@ -100,6 +100,18 @@ def test_unreadable_params_file_names_the_file(clone):
     assert outputs(clone) == before and runs(clone) == []
 
 
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
+def test_compute_settings_the_machine_lacks_stop_before_a_run_opens(clone):
+    edit_params(clone, {"compute": {"accelerator": "gpu"}})
+    before = outputs(clone)
+    result = subprocess.run([sys.executable, "stages/train.py"], cwd=clone, env=tool_env(),
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert error_lines(result) == [
+        "error: params.yaml 'compute': No supported gpu backend found!"], result.stderr
+    assert outputs(clone) == before and runs(clone) == []
+
+
 DAMAGE = {
     "missing": lambda path: path.unlink(),
     "empty": lambda path: path.write_text(""),

@@ -46,6 +46,12 @@ def _trainer(params: Params, **kwargs) -> pl.Trainer:
         raise DeepnormalError(f"params.yaml 'compute': {error}") from None
 
 
+def check_compute(params: Params) -> None:
+    """Build (and drop) a Trainer with the `compute` settings, so that one this machine
+    cannot honour (no GPU, a precision the device lacks) fails before a run is opened."""
+    _trainer(params)
+
+
 def device_description(trainer: pl.Trainer) -> str:
     """e.g. 'cpu x2 (ddp)' or 'cuda x1' for logs and benchmarks."""
     accelerator = type(trainer.accelerator).__name__.removesuffix("Accelerator").lower()
