@@ -90,13 +90,17 @@ def tiny_repo(tmp_path_factory) -> Path:
 def pipeline(tiny_repo, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     """The tiny pipeline after one full `dvc repro` (a snapshot is kept for `clone`)."""
     result = dvc("repro", cwd=tiny_repo)
-    shutil.copytree(tiny_repo, tmp_path_factory.getbasetemp() / "pristine", symlinks=True)
+    shutil.copytree(tiny_repo, pristine_path(tmp_path_factory), symlinks=True)
     return tiny_repo, result
 
 
 @pytest.fixture(scope="session")
 def pristine(pipeline, tmp_path_factory) -> Path:
     """The tiny pipeline as it was right after its first run; never modified."""
+    return pristine_path(tmp_path_factory)
+
+
+def pristine_path(tmp_path_factory) -> Path:
     return tmp_path_factory.getbasetemp() / "pristine"
 
 
@@ -153,3 +157,8 @@ def mlflow_client(root: Path):
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+
+
+def search_all(client) -> list:
+    """Every run in every experiment of the client's store."""
+    return client.search_runs([e.experiment_id for e in client.search_experiments()])

@@ -19,7 +19,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO, dvc, edit_params, mlflow_client, stages_run, tool_env
+from tests.conftest import (
+    REPO,
+    dvc,
+    edit_params,
+    mlflow_client,
+    search_all,
+    stages_run,
+    tool_env,
+)
 
 
 def outputs(root: Path) -> dict[str, bytes]:
@@ -31,8 +39,7 @@ def outputs(root: Path) -> dict[str, bytes]:
 def runs(root: Path):
     if not (root / "mlflow.db").exists():
         return []
-    client = mlflow_client(root)
-    return client.search_runs([e.experiment_id for e in client.search_experiments()])
+    return search_all(mlflow_client(root))
 
 
 def error_lines(result: subprocess.CompletedProcess) -> list[str]:

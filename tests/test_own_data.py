@@ -8,7 +8,15 @@ import pytest
 
 from deepnormal.data import load_table, prepare_table
 from deepnormal.errors import DeepnormalError
-from tests.conftest import TINY, copy_repo, dvc, edit_params, mlflow_client, stages_run
+from tests.conftest import (
+    TINY,
+    copy_repo,
+    dvc,
+    edit_params,
+    mlflow_client,
+    search_all,
+    stages_run,
+)
 
 SPLIT = (0.2, 0.2, 0)
 
@@ -129,7 +137,7 @@ def test_multi_feature_file_end_to_end(file_repo):
     assert "prediction_band.png" not in plots  # needs a single feature
 
     client = mlflow_client(file_repo)
-    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    (run,) = search_all(client)
     assert run.data.params["data.source"] == "file"
     assert "test_nll" in run.data.metrics and "test_nll_gap" not in run.data.metrics
     inputs = {i.dataset.name: i for i in run.inputs.dataset_inputs}

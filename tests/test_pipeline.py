@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import TINY, dvc, edit_params, mlflow_client, stages_run
+from tests.conftest import TINY, dvc, edit_params, mlflow_client, search_all, stages_run
 
 STAGES = ["generate", "lr_find", "train", "evaluate"]
 
@@ -23,8 +23,7 @@ def root(pipeline):
 
 
 def only_run(root):
-    runs = mlflow_client(root).search_runs(
-        [e.experiment_id for e in mlflow_client(root).search_experiments()])
+    runs = search_all(mlflow_client(root))
     assert len(runs) == 1, [r.info.run_id for r in runs]
     return runs[0]
 
@@ -117,8 +116,7 @@ def test_dvc_metrics_and_plots_render(root, tmp_path):
 
 
 def all_runs(root):
-    client = mlflow_client(root)
-    return client.search_runs([e.experiment_id for e in client.search_experiments()])
+    return search_all(mlflow_client(root))
 
 
 def test_reruns_only_what_changed(root):

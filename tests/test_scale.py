@@ -29,15 +29,12 @@ from tests.conftest import (
     free_port,
     mlflow_client,
     run,
+    search_all,
     serving,
     stages_run,
 )
 
 GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
-
-
-def all_runs(client: MlflowClient):
-    return client.search_runs([e.experiment_id for e in client.search_experiments()])
 
 
 def test_predict_command_matches_evaluate(pristine, tmp_path):
@@ -66,7 +63,7 @@ def test_ddp_on_two_cpu_processes_logs_one_run_from_rank_zero(clone):
     edit_params(clone, {"compute": {"accelerator": "cpu", "devices": 2, "strategy": "ddp"}})
     result = dvc("repro", "-s", "train", cwd=clone)
     assert "training on cpu x2 (ddp" in result.stdout
-    runs = all_runs(mlflow_client(clone))
+    runs = search_all(mlflow_client(clone))
     assert len(runs) == 1, "one MLflow run, from rank zero only"
     (trained,) = runs
     assert trained.info.status == "FINISHED"
@@ -116,7 +113,7 @@ def test_queued_sweep_on_two_workers_tracks_each_experiment_once(clone):
     shown = json.loads(dvc("exp", "show", "--json", cwd=clone).stdout)
     experiments = {exp["name"]: exp for entry in shown for exp in entry.get("experiments") or []}
     assert set(names) <= set(experiments), experiments.keys()
-    runs = all_runs(mlflow_client(clone))  # the workers wrote the clone's own store
+    runs = search_all(mlflow_client(clone))  # the workers wrote the clone's own store
     by_name = {}
     for found in runs:
         by_name.setdefault(found.info.run_name, []).append(found)
@@ -171,7 +168,7 @@ def test_pipeline_logs_runs_metrics_and_artifacts_to_a_tracking_server(server, t
     url, home = server
     root, run_ids, _ = tracked_on_server
     client = MlflowClient(url)
-    runs = {found.info.run_id: found for found in all_runs(client)}
+    runs = {found.info.run_id: found for found in search_all(client)}
     assert set(runs) == set(run_ids)
     first = runs[run_ids[0]]
     assert first.info.status == "FINISHED"

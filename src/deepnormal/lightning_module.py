@@ -12,6 +12,9 @@ from deepnormal.data import Split
 from deepnormal.errors import DeepnormalError
 from deepnormal.network import DeepNormalNet, gaussian_nll_z, standardisation
 
+DIVERGENCE_ADVICE = ("the learning rate is too high: set lr_find.fixed_lr lower or lower "
+                     "lr_find.upper_bound")
+
 
 class DeepNormalModule(pl.LightningModule):
     # Every hyperparameter is a number, a string or a list of numbers: a checkpoint must
@@ -98,8 +101,7 @@ class DeepNormalModule(pl.LightningModule):
         if not math.isfinite(value):
             raise DeepnormalError(
                 f"the training loss became non-finite at epoch {self.current_epoch} "
-                f"(lr {self.optimizers().param_groups[0]['lr']:.3g}); the learning rate is too "
-                "high: set lr_find.fixed_lr lower or lower lr_find.upper_bound"
+                f"(lr {self.optimizers().param_groups[0]['lr']:.3g}); {DIVERGENCE_ADVICE}"
             )
         return value
 

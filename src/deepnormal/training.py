@@ -19,7 +19,7 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from deepnormal.config import Params
 from deepnormal.data import Split
 from deepnormal.errors import DeepnormalError
-from deepnormal.lightning_module import DeepNormalModule
+from deepnormal.lightning_module import DIVERGENCE_ADVICE, DeepNormalModule
 from deepnormal.loaders import SplitData, batches
 
 # In-memory tensors need no worker processes; Lightning's hint about them is noise here.
@@ -149,8 +149,8 @@ def fit(params: Params, train: Split, val: Split, lr: float, out_dir: Path,
     diverged = [r["epoch"] for r in rows if not math.isfinite(r["val_nll"])]
     if diverged:
         raise DeepnormalError(
-            f"the validation NLL became non-finite at epoch {diverged[0]} (lr {lr:.3g}); the "
-            "learning rate is too high: set lr_find.fixed_lr lower or lower lr_find.upper_bound"
+            f"the validation NLL became non-finite at epoch {diverged[0]} (lr {lr:.3g}); "
+            f"{DIVERGENCE_ADVICE}"
         )
     best = min(range(len(rows)), key=lambda i: rows[i]["val_nll"])
     return FitResult(
