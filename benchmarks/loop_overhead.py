@@ -6,8 +6,9 @@ Both loops train the same network (default params.yaml model) on the same batche
 default synthetic training split (the same loader), for the same epochs, with the same
 thread count, and both do what the stage does each epoch: a validation pass over the whole
 validation split and a checkpoint when it improves. The plain loop is the reference's
-hand-written one. Per-epoch times are (time for N epochs - time for 5 epochs) / (N - 5), so
-set-up (building the Trainer, the first checkpoint) is excluded from both.
+hand-written one. An epoch's time runs from the end of one epoch to the end of the next, so
+set-up (building the Trainer, the first epoch) is excluded from both; the figure is the
+median over every epoch of every run.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import itertools
 import logging
 import statistics
 import sys
@@ -24,7 +26,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-WARM_EPOCHS = 5
 
 
 def default_params(batch_size: int, epochs: int):
@@ -54,19 +55,24 @@ def splits(n_train: int, seed: int = 0):
             Split(x[n_train:], np.asarray(y[n_train:], float), ("x",)))
 
 
-def lightning_seconds(params, train, val, lr: float) -> float:
+def lightning_epoch_seconds(params, train, val, lr: float) -> list[float]:
+    """The train stage's loop (training.fit): wall seconds of each epoch after the first,
+    from the end of one epoch to the end of the next (training, validation, checkpoint and
+    Lightning's bookkeeping between epochs)."""
     from deepnormal.training import fit
 
+    stamps = []
     # Quiet: Lightning's banner and the per-epoch progress lines would bury the figures.
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
-        start = time.perf_counter()
-        fit(params, train, val, lr, Path(out))
-        return time.perf_counter() - start
+        fit(params, train, val, lr, Path(out),
+            sink=lambda row: stamps.append(time.perf_counter()))
+    return [b - a for a, b in itertools.pairwise(stamps)]
 
 
-def plain_seconds(params, train, val, lr: float) -> float:
-    """The hand-written loop: the same module's network, loss and loader, no Lightning."""
+def plain_epoch_seconds(params, train, val, lr: float) -> list[float]:
+    """The hand-written loop: the same module's network, loss and loader, no Lightning;
+    timed like lightning_epoch_seconds."""
     import torch
 
     from deepnormal.lightning_module import DeepNormalModule
@@ -80,8 +86,8 @@ def plain_seconds(params, train, val, lr: float) -> float:
     val_x = torch.tensor(val.features, dtype=torch.float32)
     val_y = torch.tensor(val.target, dtype=torch.float32)
     best = float("inf")
+    stamps = []
     with tempfile.TemporaryDirectory() as out:
-        start = time.perf_counter()
         for _ in range(params.train.max_epochs):
             net.train()
             for x, y in loader:
@@ -98,34 +104,35 @@ def plain_seconds(params, train, val, lr: float) -> float:
             if val_nll < best:
                 best = val_nll
                 torch.save(net.state_dict(), Path(out) / "best.pt")
-        return time.perf_counter() - start
-
-
-def per_epoch(measure, batch_size: int, epochs: int, train, val, lr: float) -> float:
-    long = measure(default_params(batch_size, epochs), train, val, lr)
-    short = measure(default_params(batch_size, WARM_EPOCHS), train, val, lr)
-    return (long - short) / (epochs - WARM_EPOCHS)
+            stamps.append(time.perf_counter())
+    return [b - a for a, b in itertools.pairwise(stamps)]
 
 
 def compare(batch_size: int, epochs: int, runs: int, n_train: int = 1200) -> dict:
-    """Median per-epoch times over `runs` pairs, the two loops alternating so that a slow
-    spell of the (shared, virtual) machine hits both; the ratio is the median of the pairs'."""
+    """Median seconds per epoch of each loop over `runs` runs of `epochs` epochs, the two
+    loops alternating so that a slow spell of the (shared, virtual) machine hits both; the
+    median of every epoch's time, so that such a spell does not decide the figure."""
     import torch
 
     train, val = splits(n_train)
     lr = 3e-3
-    per_epoch(lightning_seconds, batch_size, WARM_EPOCHS + 2, train, val, lr)  # warm-up
-    lightning, plain = [], []
+    params = default_params(batch_size, epochs)
+    lightning_epoch_seconds(default_params(batch_size, 3), train, val, lr)  # warm-up
+    lightning, plain, ratios = [], [], []
     for _ in range(runs):
-        lightning.append(per_epoch(lightning_seconds, batch_size, epochs, train, val, lr))
-        plain.append(per_epoch(plain_seconds, batch_size, epochs, train, val, lr))
+        lightning_run = lightning_epoch_seconds(params, train, val, lr)
+        plain_run = plain_epoch_seconds(params, train, val, lr)
+        lightning += lightning_run
+        plain += plain_run
+        ratios.append(statistics.median(lightning_run) / statistics.median(plain_run))
     return {
         "batch_size": batch_size,
         "steps": -(-n_train // batch_size),
         "threads": torch.get_num_threads(),
         "lightning_ms": 1000 * statistics.median(lightning),
         "plain_ms": 1000 * statistics.median(plain),
-        "ratio": statistics.median(a / b for a, b in zip(lightning, plain, strict=True)),
+        "ratio": statistics.median(lightning) / statistics.median(plain),
+        "run_ratios": (min(ratios), max(ratios)),
     }
 
 
@@ -137,10 +144,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     found = compare(args.batch_size, args.epochs, args.runs)
+    low, high = found["run_ratios"]
     print(f"batch {found['batch_size']} ({found['steps']} steps/epoch, "
           f"{found['threads']} threads): Lightning {found['lightning_ms']:.1f} ms/epoch, "
-          f"plain PyTorch {found['plain_ms']:.1f} ms/epoch, "
-          f"ratio {found['ratio']:.2f} (median of {args.runs} alternating pairs)")
+          f"plain PyTorch {found['plain_ms']:.1f} ms/epoch, ratio {found['ratio']:.2f} "
+          f"(medians over {args.runs} alternating runs of {args.epochs} epochs; "
+          f"single runs {low:.2f}..{high:.2f})")
 
 
 if __name__ == "__main__":

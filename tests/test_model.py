@@ -42,17 +42,21 @@ def test_reference_architecture_is_available():
     assert [(m.in_features, m.out_features) for m in linear] == [(1, 10), (10, 1), (10, 1)]
 
 
+def tiny_params(model: ModelParams, train: TrainParams) -> Params:
+    return Params.model_validate({
+        "data": {}, "generate": {}, "lr_find": {}, "evaluate": {}, "tracking": {}, "compute": {},
+        "model": model.model_dump(), "train": train.model_dump(),
+    })
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     from deepnormal.training import fit
 
     out = tmp_path_factory.mktemp("train")
-    params = Params.model_validate({
-        "data": {}, "generate": {}, "lr_find": {}, "evaluate": {}, "tracking": {}, "compute": {},
-        "model": ModelParams(hidden_sizes=[16]).model_dump(),
-        "train": TrainParams(max_epochs=15, patience=15, batch_size=64,
-                             lr_schedule="constant").model_dump(),
-    })
+    params = tiny_params(ModelParams(hidden_sizes=[16]),
+                         TrainParams(max_epochs=15, patience=15, batch_size=64,
+                                     lr_schedule="constant"))
     result = fit(params, split(400, 1), split(200, 2), lr=0.01, out_dir=out)
     return result
 
@@ -106,12 +110,50 @@ def test_truncated_checkpoint_is_refused(trained, tmp_path):
 def test_divergence_stops_with_a_clear_message(tmp_path):
     from deepnormal.training import fit
 
-    params = Params.model_validate({
-        "data": {}, "generate": {}, "lr_find": {}, "evaluate": {}, "tracking": {}, "compute": {},
-        "model": ModelParams(hidden_sizes=[16], standardize=False, sigma_floor=0.0).model_dump(),
-        "train": TrainParams(max_epochs=5, lr_schedule="constant").model_dump(),
-    })
+    params = tiny_params(ModelParams(hidden_sizes=[16], standardize=False, sigma_floor=0.0),
+                         TrainParams(max_epochs=5, lr_schedule="constant"))
     big = split(300, 3)
     big = Split(big.features * 1e6, big.target * 1e6, big.feature_names)
     with pytest.raises(DeepnormalError, match="non-finite.*learning rate is too high"):
         fit(params, big, split(100, 4), lr=1e30, out_dir=tmp_path)
+
+
+@pytest.mark.parametrize("train, lr", [
+    (TrainParams(lr_schedule="cosine", gradient_clip=0.05, max_epochs=4), 0.01),
+    # An lr too small to improve anything: the plateau schedule halves it after 11 epochs.
+    (TrainParams(lr_schedule="plateau", loss="beta_nll", max_epochs=13), 1e-12),
+], ids=["cosine-clipped", "plateau-beta-nll"])
+def test_grouped_steps_train_exactly_like_lightnings_automatic_optimisation(tmp_path, train, lr):
+    """fit() takes several optimiser steps per Lightning step (loaders.batch_groups), so the
+    module steps, clips and schedules itself: it must match Lightning doing all of that
+    with one mini-batch per step."""
+    import pytorch_lightning as pl
+
+    from deepnormal.lightning_module import DeepNormalModule
+    from deepnormal.loaders import batches
+    from deepnormal.training import EpochHistory, fit
+
+    train = train.model_copy(update={"batch_size": 16, "patience": 100})
+    params = tiny_params(ModelParams(hidden_sizes=[8]), train)
+    data, val = split(200, 5), split(60, 6)  # 13 mini-batches: groups of 8 and 5
+    grouped = fit(params, data, val, lr, tmp_path / "grouped").history
+
+    pl.seed_everything(train.seed, verbose=False)
+    module = DeepNormalModule.from_params(params.model, train, data, lr)
+    automatic = EpochHistory()
+    pl.Trainer(max_epochs=train.max_epochs, gradient_clip_val=train.gradient_clip,
+               callbacks=[automatic], accelerator="cpu", logger=False,
+               enable_checkpointing=False, enable_progress_bar=False,
+               enable_model_summary=False, num_sanity_val_steps=0,
+               default_root_dir=tmp_path / "automatic").fit(
+        module, batches(data, train.batch_size, shuffle=True, seed=train.seed),
+        batches(val, len(val), shuffle=False))
+
+    assert len(grouped) == len(automatic.rows) == train.max_epochs
+    for ours, lightning in zip(grouped, automatic.rows, strict=True):
+        assert ours == pytest.approx(lightning, rel=1e-5, abs=1e-12)
+    lrs = [row["lr"] for row in grouped]
+    if train.lr_schedule == "plateau":
+        assert lrs[-1] == pytest.approx(lr / 2)
+    else:
+        assert lrs[1] < lrs[0]

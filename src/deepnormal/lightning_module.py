@@ -37,6 +37,7 @@ class DeepNormalModule(pl.LightningModule):
         max_epochs: int = 100,
         loss: str = "nll",
         beta: float = 0.5,
+        gradient_clip: float | None = None,
         feature_names: list[str] | None = None,
         target_name: str = "y",
     ) -> None:
@@ -63,6 +64,7 @@ class DeepNormalModule(pl.LightningModule):
             max_epochs=train.max_epochs,
             loss=train.loss,
             beta=train.beta,
+            gradient_clip=train.gradient_clip,
             # Recorded so that `deepnormal-predict` can pick the columns from an input table.
             feature_names=list(data.feature_names),
             target_name=data.target_name,
@@ -74,28 +76,60 @@ class DeepNormalModule(pl.LightningModule):
         return gaussian_nll_z(self.net.standardise_target(y), mu_z, sigma_z), sigma_z
 
     def training_step(self, batch, batch_idx):
+        if self.automatic_optimization:  # the LR range test: one (x, y) per step
+            return self._loss(batch)
+        # Training: a group of mini-batches (loaders.batch_groups), one optimiser step each.
+        optimizer = self.optimizers()
+        for mini_batch in batch:
+            loss = self._loss(mini_batch)
+            optimizer.zero_grad()
+            self.manual_backward(loss)
+            if self.hparams.gradient_clip is not None:
+                self.clip_gradients(optimizer, gradient_clip_val=self.hparams.gradient_clip,
+                                    gradient_clip_algorithm="norm")
+            optimizer.step()
+
+    def on_train_epoch_end(self) -> None:
+        # Lightning steps epoch schedulers itself only under automatic optimisation.
+        scheduler = self.lr_schedulers()
+        if self.automatic_optimization or scheduler is None:
+            return
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(self.trainer.callback_metrics["val_nll"])
+        else:
+            scheduler.step()
+
+    def _loss(self, batch) -> torch.Tensor:
         nll, sigma_z = self._nll_terms(batch)
         mean_nll = nll.mean()
+        # Collected here rather than with self.log, which costs about 2 ms per call on our
+        # CPUs, more than the step itself for this small network
+        # (benchmarks/loop_overhead.py). Kept on the device: no host sync per step.
+        self._batch_nlls.append((mean_nll.detach(), len(batch[1])))
         if self.hparams.loss == "beta_nll":
             # Seitzer et al. 2022: weight each point's NLL by a stop-gradient sigma^(2*beta).
-            loss = (nll * sigma_z.detach() ** (2 * self.hparams.beta)).mean()
-        else:
-            loss = mean_nll
-        # Summed here rather than with self.log, which costs about 2 ms per call on our CPUs,
-        # more than the step itself for this small network (benchmarks/loop_overhead.py).
-        # Kept on the device: no host sync per step. A non-finite sum is divergence.
-        self._train_sum = self._train_sum + mean_nll.detach().double() * len(batch[1])
-        self._train_count += len(batch[1])
-        return loss
+            return (nll * sigma_z.detach() ** (2 * self.hparams.beta)).mean()
+        return mean_nll
 
     def on_train_epoch_start(self) -> None:
-        self._train_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        self._train_count = 0
+        self._batch_nlls: list[tuple[torch.Tensor, int]] = []
+
+    def __setattr__(self, name: str, value) -> None:
+        # Lightning sets this string around every hook call, some 25 times a step, and
+        # nn.Module.__setattr__ (which looks for parameters, modules and buffers) made that
+        # about a tenth of a training step here (benchmarks/loop_overhead.py).
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
 
     def epoch_train_nll(self) -> float:
         """The epoch's mean training NLL in original units, over every rank (a collective
-        under DDP: call it on all ranks). Raises DeepnormalError when it is not finite."""
-        totals = torch.stack([self._train_sum, self._train_sum.new_tensor(self._train_count)])
+        under DDP: call it on all ranks). Raises DeepnormalError when it is not finite
+        (divergence)."""
+        nlls = torch.stack([nll for nll, _ in self._batch_nlls]).double()
+        sizes = nlls.new_tensor([size for _, size in self._batch_nlls])
+        totals = torch.stack([(nlls * sizes).sum(), sizes.sum()])
         totals = self.trainer.strategy.reduce(totals, reduce_op="sum")
         value = float(totals[0] / totals[1]) + self.log_y_std
         if not math.isfinite(value):
@@ -121,6 +155,8 @@ class DeepNormalModule(pl.LightningModule):
         if hp.lr_schedule == "plateau":
             scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5,
                                                                    patience=10)
+            if not self.automatic_optimization:  # on_train_epoch_end steps it with val_nll
+                return {"optimizer": optimizer, "lr_scheduler": scheduler}
             return {"optimizer": optimizer,
                     "lr_scheduler": {"scheduler": scheduler, "monitor": "val_nll"}}
         return optimizer

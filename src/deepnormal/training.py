@@ -133,6 +133,9 @@ def fit(params: Params, train: Split, val: Split, lr: float, out_dir: Path,
     p = params.train
     pl.seed_everything(p.seed, verbose=False)
     module = DeepNormalModule.from_params(params.model, p, train, lr)
+    # Several optimiser steps per Lightning step (loaders.batch_groups), so the module steps
+    # the optimiser, clips gradients and steps the lr schedule itself.
+    module.automatic_optimization = False
     history = EpochHistory(sink)
     stopper = EarlyStopping(monitor="val_nll", mode="min", patience=p.patience,
                             min_delta=p.min_delta, check_finite=True)
@@ -140,7 +143,6 @@ def fit(params: Params, train: Split, val: Split, lr: float, out_dir: Path,
                                    mode="min", save_top_k=1, auto_insert_metric_name=False,
                                    enable_version_counter=False)
     trainer = _trainer(params, max_epochs=p.max_epochs, default_root_dir=out_dir,
-                       gradient_clip_val=p.gradient_clip,
                        callbacks=[history, stopper, checkpointer])
     if is_main_process():
         print(f"training on {device_description(trainer)}", flush=True)
