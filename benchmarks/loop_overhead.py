@@ -1,6 +1,6 @@
 """Benchmark: time per epoch of the train stage's Lightning loop against a plain PyTorch loop.
 
-    python benchmarks/loop_overhead.py [--batch-size 64] [--epochs 100] [--runs 5]
+    python benchmarks/loop_overhead.py [--batch-size 64] [--epochs 30] [--runs 15]
 
 Both loops train the same network (default params.yaml model) on the same batches of the
 default synthetic training split (the same loader), for the same epochs, with the same
@@ -140,8 +140,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=100)
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args()
     found = compare(args.batch_size, args.epochs, args.runs)
     low, high = found["run_ratios"]

@@ -7,15 +7,18 @@ history.csv (per-epoch train NLL, validation NLL, lr) and summary.json (MLflow r
 best epoch, chosen lr). Opens one MLflow run holding every param, the data set (name,
 source, digest, rows, columns), the per-epoch curves, the lr-finder result and plot, the
 checkpoint and a servable MLflow model (`model`: features in, mu and sigma out); a failure
-leaves the run FAILED. With tracking.enabled false it logs nothing (summary.json: run_id null).
-With compute.devices > 1 (strategy ddp) Lightning reruns this script once per extra
-device; those processes train their share and track and write nothing.
+leaves the run FAILED, Ctrl-C KILLED. A helper process (deepnormal.run_logger) does the
+MLflow work beside training; the stage waits for it. With tracking.enabled false it logs
+nothing (summary.json: run_id null). With compute.devices > 1 (strategy ddp) Lightning
+reruns this script once per extra device; those processes train their share and track and
+write nothing.
 """
 
 import argparse
 import json
 import os
 import tempfile
+from contextlib import nullcontext
 from pathlib import Path
 
 import pandas as pd
@@ -26,6 +29,8 @@ from deepnormal.data import read_splits
 from deepnormal.errors import run_stage
 from deepnormal.lr_rule import read_choice
 from deepnormal.outputs import staged
+from deepnormal.processes import is_extra_ddp_process
+from deepnormal.run_logger import RunLogger
 
 # The sections this run depends on (evaluate's are set as tags by the evaluate stage,
 # since evaluate can rerun into the same run with new values).
@@ -40,34 +45,46 @@ def main() -> None:
     splits = read_splits(paths.PREPARED, ("train", "val"))
     choice = read_choice(paths.LR_JSON)
 
-    from deepnormal.training import check_compute, fit, is_main_process
+    tracked = params.tracking.enabled and not is_extra_ddp_process()
+    # Started first: it imports MLflow and opens the store while this process imports torch.
+    with RunLogger(params.tracking.experiment_name) if tracked else nullcontext() as logger:
+        from deepnormal.training import check_compute, fit, is_main_process
 
-    check_compute(params)
+        check_compute(params)
 
-    if not is_main_process():
-        # A DDP worker started by Lightning: it trains its shard; rank 0 does the rest.
-        with tempfile.TemporaryDirectory(prefix="deepnormal-ddp-") as scratch:
-            fit(params, splits["train"], splits["val"], choice.lr, Path(scratch))
-        return
+        if not is_main_process():
+            # A DDP worker started by Lightning: it trains its shard; rank 0 does the rest.
+            with tempfile.TemporaryDirectory(prefix="deepnormal-ddp-") as scratch:
+                fit(params, splits["train"], splits["val"], choice.lr, Path(scratch))
+            return
 
-    if not params.tracking.enabled:
-        print("tracking.enabled is false: nothing is logged to MLflow")
-        with staged(paths.TRAIN) as out:
-            result = fit(params, splits["train"], splits["val"], choice.lr, out)
-            write_outputs(out, None, choice, result)
-        report(result)
-        return
+        if logger is None:
+            print("tracking.enabled is false: nothing is logged to MLflow")
+            with staged(paths.TRAIN) as out:
+                result = fit(params, splits["train"], splits["val"], choice.lr, out)
+                write_outputs(out, None, choice, result)
+            report(result)
+            return
 
-    import mlflow
-
-    experiment_id = tracking.connect(params.tracking.experiment_name)
-    for run_id in tracking.close_dead_runs(experiment_id):
-        print(f"marked MLflow run {run_id} KILLED: its training process died without closing it")
-    with mlflow.start_run(experiment_id=experiment_id, run_name=os.environ.get("DVC_EXP_NAME"),
-                          tags=tracking.run_tags()) as run, tracking.killed_on_interrupt():
-        print(f"MLflow run {run.info.run_id} in experiment '{params.tracking.experiment_name}' "
+        run_id = logger.open_run(os.environ.get("DVC_EXP_NAME"),
+                                 logged_params(params, splits, choice),
+                                 [(splits["train"], params, "training"),
+                                  (splits["val"], params, "validation")])
+        print(f"MLflow run {run_id} in experiment '{params.tracking.experiment_name}' "
               f"at {tracking.tracking_uri()}")
-        result = train_and_log(params, splits, choice, run.info.run_id)
+        # The checkpoint, history and summary replace the previous ones only on success.
+        with staged(paths.TRAIN) as out:
+            result = fit(params, splits["train"], splits["val"], choice.lr, out,
+                         sink=logger.epoch)
+            write_outputs(out, run_id, choice, result)
+            logger.finish(
+                metrics={"best_val_nll": result.best_val_nll, "best_epoch": result.best_epoch,
+                         "epochs_run": result.epochs_run},
+                tags={"device": result.device},
+                artifacts=[(result.checkpoint, "checkpoints"),
+                           (out / paths.HISTORY.name, "train")],
+                model=(result.checkpoint, example_inputs(splits["val"])),
+            )
     report(result)
 
 
@@ -76,37 +93,14 @@ def report(result) -> None:
           f"val_nll {result.best_val_nll:.4f}; checkpoint {paths.CHECKPOINT}")
 
 
-def train_and_log(params, splits, choice, run_id):
-    import mlflow
-
-    from deepnormal import serving
-    from deepnormal.training import fit
-
-    mlflow.log_params(params.flat(TRACKED_SECTIONS) | {
+def logged_params(params, splits, choice) -> dict:
+    return params.flat(TRACKED_SECTIONS) | {
         "lr_find.chosen_lr": choice.lr,
         "lr_find.rule": choice.rule,
         "lr_find.fallback_reason": choice.fallback_reason or "none",
         "data.train_rows": len(splits["train"]),
         "data.val_rows": len(splits["val"]),
-    })
-    tracking.log_dataset(splits["train"], params, "training")
-    tracking.log_dataset(splits["val"], params, "validation")
-    mlflow.log_artifacts(str(paths.LR_FIND), "lr_find")
-    # The checkpoint, history and summary replace the previous ones only on success.
-    epochs = tracking.EpochLogger(run_id)
-    with staged(paths.TRAIN) as out:
-        try:
-            result = fit(params, splits["train"], splits["val"], choice.lr, out, sink=epochs)
-        finally:  # a failed run keeps its curves up to the failure
-            epochs.send()
-        write_outputs(out, run_id, choice, result)
-        mlflow.log_metrics({"best_val_nll": result.best_val_nll,
-                            "best_epoch": result.best_epoch, "epochs_run": result.epochs_run})
-        mlflow.set_tag("device", result.device)
-        mlflow.log_artifact(str(result.checkpoint), "checkpoints")
-        serving.log_model(result.checkpoint, example_inputs(splits["val"]))
-        mlflow.log_artifact(str(out / paths.HISTORY.name), "train")
-    return result
+    }
 
 
 def example_inputs(split, rows: int = 5) -> pd.DataFrame:

@@ -1,4 +1,5 @@
-"""Is a process still there? Used to tell leftovers of a killed stage from live work."""
+"""Which process is this, and is another one still there? Used to tell leftovers of a killed
+stage from live work, and Lightning's extra DDP processes from the stage itself."""
 
 from __future__ import annotations
 
@@ -15,3 +16,18 @@ def process_alive(pid: int) -> bool:
     except PermissionError:  # alive, owned by another user
         return True
     return True
+
+
+# Where Lightning (lightning_fabric.utilities.rank_zero) reads a process's rank; the first
+# one set wins. Read here without importing torch.
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
+
+
+def is_extra_ddp_process() -> bool:
+    """True in the processes Lightning starts for the second and later devices of a DDP run
+    (it passes their rank in the environment), before torch is imported."""
+    for name in RANK_VARIABLES:
+        value = os.environ.get(name)
+        if value is not None:
+            return value.strip() not in ("", "0")
+    return False

@@ -47,8 +47,8 @@ PID_TAG = "deepnormal.pid"
 HOST_TAG = "deepnormal.host"
 
 
-def run_tags() -> dict[str, str]:
-    tags = owner_tags()
+def run_tags(owner_pid: int | None = None) -> dict[str, str]:
+    tags = owner_tags(owner_pid)
     commit = git_commit()
     if commit:
         tags["git_commit"] = commit
@@ -203,9 +203,9 @@ def killed_on_interrupt():
                               "are unchanged and `dvc repro` starts this stage again") from None
 
 
-def owner_tags() -> dict[str, str]:
-    """Claims a reopened run for this process (see close_dead_runs)."""
-    return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+def owner_tags(pid: int | None = None) -> dict[str, str]:
+    """Claims a run for this process, or for process `pid` (see close_dead_runs)."""
+    return {PID_TAG: str(pid or os.getpid()), HOST_TAG: socket.gethostname()}
 
 
 class EpochLogger:
