@@ -202,6 +202,51 @@ def test_interrupted_training_loses_nothing_and_leaves_no_running_run(clone, sig
     assert stages_run(dvc("repro", cwd=clone).stdout) == []
 
 
+def child_processes(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            after_name = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # exited meanwhile
+            continue
+        if int(after_name[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def train_stage_processes(root: Path) -> tuple[int, int]:
+    """(training process, its MLflow helper) of the train stage running in `root`."""
+    (run,) = [run for run in runs(root) if run.info.status == "RUNNING"]
+    training = int(run.data.tags["deepnormal.pid"])
+    (helper,) = [pid for pid in child_processes(training)
+                 if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    return training, helper
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux's /proc")
+@pytest.mark.parametrize("victim", ["training", "helper"])
+def test_either_process_of_the_train_stage_dying_is_handled(clone, victim):
+    """The train stage is two processes (deepnormal.run_logger): if training dies, its helper
+    ends the run KILLED at once; if the helper dies, training stops with one message."""
+    before = outputs(clone)
+    process = start_long_training(clone)
+    training, helper = train_stage_processes(clone)
+    os.kill(training if victim == "training" else helper, signal.SIGKILL)
+    rest = process.communicate(timeout=120)[0]
+    assert process.returncode != 0
+    if victim == "training":
+        deadline = time.monotonic() + 60
+        while runs(clone)[0].info.status == "RUNNING" and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert [run.info.status for run in runs(clone)] == ["KILLED"]
+    else:
+        assert "error: the MLflow logging process stopped" in rest, rest
+        # Nobody could end it; the next training start marks it KILLED (test above).
+        assert [run.info.status for run in runs(clone)] == ["RUNNING"]
+    after = {name: data for name, data in outputs(clone).items() if "/.partial-" not in name}
+    assert after == before
+
+
 def test_locked_store_is_a_clear_error_within_seconds(clone):
     edit_params(clone, {"train": {"max_epochs": 2}})
     dvc("repro", cwd=clone)

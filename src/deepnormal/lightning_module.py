@@ -115,9 +115,9 @@ class DeepNormalModule(pl.LightningModule):
         self._batch_nlls: list[tuple[torch.Tensor, int]] = []
 
     def __setattr__(self, name: str, value) -> None:
-        # Lightning sets this string around every hook call, some 25 times a step, and
-        # nn.Module.__setattr__ (which looks for parameters, modules and buffers) made that
-        # about a tenth of a training step here (benchmarks/loop_overhead.py).
+        # Lightning sets this string around every hook call, about a dozen times per
+        # optimiser step, and nn.Module.__setattr__ (which looks for parameters, modules and
+        # buffers) makes each of those slow (benchmarks/loop_overhead.py).
         if name == "_current_fx_name":
             object.__setattr__(self, name, value)
         else:

@@ -47,7 +47,10 @@ class RunLogger:
         return self.run_id
 
     def epoch(self, row: dict) -> None:
-        self._conn.send(("epoch", row))
+        try:
+            self._conn.send(("epoch", row))
+        except OSError:
+            raise self._stopped() from None
 
     def finish(self, metrics: dict, tags: dict, artifacts: list[tuple[Path, str]],
                model: tuple[Path, object] | None) -> None:
@@ -76,17 +79,22 @@ class RunLogger:
                                   "are unchanged and `dvc repro` starts this stage again") from None
 
     def _call(self, *message):
-        self._conn.send(message)
         try:
+            self._conn.send(message)
             kind, value = self._conn.recv()
-        except EOFError:
-            raise DeepnormalError(
-                f"the MLflow logging process stopped (exit code {self._helper.exitcode}); "
-                "its output above says why"
-            ) from None
+        except (OSError, EOFError):
+            raise self._stopped() from None
         if kind == "error":
             raise DeepnormalError(value)
         return value
+
+    def _stopped(self) -> DeepnormalError:
+        self._helper.join(5)
+        return DeepnormalError(
+            f"the MLflow logging process stopped (exit code {self._helper.exitcode}); the run "
+            "is left unfinished and the next training run marks it KILLED; earlier outputs "
+            "are unchanged"
+        )
 
 
 def _serve(conn, experiment_name: str, owner_pid: int) -> None:
