@@ -50,6 +50,9 @@ def _report():
             log.write(os.path.basename(script)[:-3] + "\\t" + ",".join(loaded) + "\\n")
 
 atexit.register(_report)
+# The train stage's MLflow helper leaves through os._exit, which skips atexit.
+_real_exit = os._exit
+os._exit = lambda code: (_report(), _real_exit(code))
 '''
 
 rows: list[tuple[str, str, str, str]] = []  # figure, value, target, command

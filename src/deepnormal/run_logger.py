@@ -103,9 +103,12 @@ def _serve(conn, experiment_name: str, owner_pid: int) -> None:
     # MLflow's progress bars for a few small artifacts are noise in the stage's log.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
-        from deepnormal import tracking  # MLflow itself is imported by connect()
+        from deepnormal import serving, tracking
 
         experiment_id = tracking.connect(experiment_name)
+        # All the slow imports happen now, while the training process imports torch and
+        # Lightning on one core; during training both cores are busy training.
+        serving.prepare()
     except Exception as error:
         _answer_with_error(conn, error)
         return
@@ -170,15 +173,13 @@ def _log_until_end(conn, run_id: str, params: dict, inputs: list[tuple]) -> None
     """Log the inputs, then the epochs as they come; answer `finish`; end the run."""
     import mlflow
 
-    from deepnormal import serving, tracking
+    from deepnormal import tracking
 
     epochs = tracking.EpochLogger(run_id)
     status = "KILLED"  # unless the training process says otherwise before it disappears
     failure = None  # kept for the training process's next question
     try:
         _log_inputs(params, inputs)
-        # Ahead of time, while the training process trains (torch alone takes seconds).
-        serving.prepare()
     except Exception as error:
         failure = _message(error)
     try:

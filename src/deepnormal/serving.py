@@ -59,8 +59,8 @@ def requirements() -> list[str]:
 
 def prepare() -> None:
     """Do ahead what log_model would otherwise do first: import torch and map installed
-    modules to packages, which MLflow does to check the requirements (about 0.6 s here).
-    Best effort: the mapping is MLflow's internal cache."""
+    modules to packages, which MLflow does to check the requirements (about 0.6 s here;
+    the mapping is MLflow's internal cache, so this is best effort)."""
     from deepnormal import network  # noqa: F401  (and torch)
 
     try:
