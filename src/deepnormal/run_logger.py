@@ -2,9 +2,10 @@
 
 Importing MLflow and its SQL store takes 2-3 s per stage on our machines, and SQLite writes
 are slow: done in the training process, tracking was about a sixth of the train stage on
-defaults (benchmarks/performance.py). The helper imports MLflow and opens the store while the
-training process imports torch and Lightning, takes the per-epoch rows while it trains, and
-logs the artifacts and the model at the end. The stage waits for it, so the store is
+defaults (benchmarks/performance.py). The helper does all its slow work (importing MLflow
+and torch, opening the store) while the training process imports torch and Lightning, which
+leaves a core free; during training, when both cores train, it only takes the per-epoch rows;
+at the end it logs the artifacts and the model. The stage waits for it, so the store is
 complete when the stage exits; every error still reaches the user as one message from the
 training process, and a store that cannot be used stops the stage before training starts.
 
