@@ -60,31 +60,28 @@ def main() -> None:
 
         if logger is None:
             print("tracking.enabled is false: nothing is logged to MLflow")
-            with staged(paths.TRAIN) as out:
-                result = fit(params, splits["train"], splits["val"], choice.lr, out)
-                write_outputs(out, None, choice, result)
-            report(result)
-            return
-
-        run_id = logger.open_run(os.environ.get("DVC_EXP_NAME"),
-                                 logged_params(params, splits, choice),
-                                 [(splits["train"], params, "training"),
-                                  (splits["val"], params, "validation")])
-        print(f"MLflow run {run_id} in experiment '{params.tracking.experiment_name}' "
-              f"at {tracking.tracking_uri()}")
+            run_id = None
+        else:
+            run_id = logger.open_run(os.environ.get("DVC_EXP_NAME"),
+                                     logged_params(params, splits, choice),
+                                     [(splits["train"], params, "training"),
+                                      (splits["val"], params, "validation")])
+            print(f"MLflow run {run_id} in experiment '{params.tracking.experiment_name}' "
+                  f"at {tracking.tracking_uri()}")
         # The checkpoint, history and summary replace the previous ones only on success.
         with staged(paths.TRAIN) as out:
             result = fit(params, splits["train"], splits["val"], choice.lr, out,
-                         sink=logger.epoch)
+                         sink=logger.epoch if logger else None)
             write_outputs(out, run_id, choice, result)
-            logger.finish(
-                metrics={"best_val_nll": result.best_val_nll, "best_epoch": result.best_epoch,
-                         "epochs_run": result.epochs_run},
-                tags={"device": result.device},
-                artifacts=[(result.checkpoint, "checkpoints"),
-                           (out / paths.HISTORY.name, "train")],
-                model=(result.checkpoint, example_inputs(splits["val"])),
-            )
+            if logger is not None:
+                logger.finish(
+                    metrics={"best_val_nll": result.best_val_nll,
+                             "best_epoch": result.best_epoch, "epochs_run": result.epochs_run},
+                    tags={"device": result.device},
+                    artifacts=[(result.checkpoint, "checkpoints"),
+                               (out / paths.HISTORY.name, "train")],
+                    model=(result.checkpoint, example_inputs(splits["val"])),
+                )
     report(result)
 
 

@@ -10,6 +10,17 @@ class DeepnormalError(Exception):
     """A problem with the user's params, data or environment, explained in one message."""
 
 
+# Ctrl-C during a tracked stage (train's run logger, evaluate's run).
+INTERRUPTED = ("interrupted: the MLflow run is marked KILLED; earlier outputs are unchanged and "
+               "`dvc repro` starts this stage again")
+
+
+def first_line(error: BaseException, limit: int | None = None) -> str:
+    """The first line of a library's error message (or its repr when it has none), for a
+    one-line DeepnormalError that wraps it."""
+    return (str(error).strip().splitlines() or [repr(error)])[0][:limit]
+
+
 def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's main(); a DeepnormalError becomes one readable line and exit code 2.
 

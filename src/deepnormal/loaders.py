@@ -93,30 +93,28 @@ def batches(split: Split, batch_size: int, shuffle: bool, seed: int = 0) -> Data
                       sampler=_batch_sampler(dataset, batch_size, shuffle, seed, 0, 1))
 
 
-def batch_groups(split: Split, batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
-                 per_step: int = BATCHES_PER_STEP) -> DataLoader:
-    """Shuffled training mini-batches, `per_step` of them to a Lightning step (a list of
-    (x, y)); under DDP, this rank's shard of the rows."""
+def batch_groups(split: Split, batch_size: int, seed: int, rank: int = 0,
+                 world_size: int = 1) -> DataLoader:
+    """Shuffled training mini-batches, BATCHES_PER_STEP of them to a Lightning step (a list
+    of (x, y)); under DDP, this rank's shard of the rows."""
     dataset = tensors(split)
     sampler = _batch_sampler(dataset, batch_size, True, seed, rank, world_size)
     return DataLoader(_GroupedTensors(dataset), batch_size=None,
-                      sampler=_Groups(sampler, per_step))
+                      sampler=_Groups(sampler, BATCHES_PER_STEP))
 
 
 class SplitData(pl.LightningDataModule):
     """Groups of training mini-batches sharded by the trainer's rank; the whole validation
     split as one batch. Loaders are built once the trainer knows its rank and world size."""
 
-    def __init__(self, train: Split, val: Split, batch_size: int, seed: int,
-                 per_step: int = BATCHES_PER_STEP) -> None:
+    def __init__(self, train: Split, val: Split, batch_size: int, seed: int) -> None:
         super().__init__()
         self.train, self.val = train, val
-        self.batch_size, self.seed, self.per_step = batch_size, seed, per_step
+        self.batch_size, self.seed = batch_size, seed
 
     def train_dataloader(self) -> DataLoader:
         return batch_groups(self.train, self.batch_size, self.seed,
-                            rank=self.trainer.global_rank, world_size=self.trainer.world_size,
-                            per_step=self.per_step)
+                            rank=self.trainer.global_rank, world_size=self.trainer.world_size)
 
     def val_dataloader(self) -> DataLoader:
         return batches(self.val, len(self.val), shuffle=False)

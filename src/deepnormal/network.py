@@ -127,16 +127,15 @@ def load_checkpoint(path) -> DeepNormalNet:
     weights_only=True refuses any pickled object other than tensors and primitives, so a
     tampered checkpoint cannot run code.
     """
-    from deepnormal.errors import DeepnormalError
+    from deepnormal.errors import DeepnormalError, first_line
 
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise DeepnormalError(f"checkpoint {path} is missing; run the train stage") from None
     except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError...
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         raise DeepnormalError(
-            f"checkpoint {path} cannot be loaded safely (weights only): {first_line}"
+            f"checkpoint {path} cannot be loaded safely (weights only): {first_line(error)}"
         ) from None
     hparams = checkpoint.get("hyper_parameters", {})
     missing = [name for name in NET_ARGS if name not in hparams]

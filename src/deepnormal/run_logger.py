@@ -21,7 +21,7 @@ import signal
 import sys
 from pathlib import Path
 
-from deepnormal.errors import DeepnormalError
+from deepnormal.errors import INTERRUPTED, DeepnormalError, first_line
 
 # How long the training process waits for the helper to close the run on the way out.
 END_TIMEOUT_S = 120
@@ -54,7 +54,7 @@ class RunLogger:
             raise self._stopped() from None
 
     def finish(self, metrics: dict, tags: dict, artifacts: list[tuple[Path, str]],
-               model: tuple[Path, object] | None) -> None:
+               model: tuple[Path, object]) -> None:
         """Final metrics, tags, artifacts (path, folder) and the servable model
         (checkpoint, example inputs); returns once they are in the store."""
         self._call("finish", metrics, tags, artifacts, model)
@@ -76,8 +76,7 @@ class RunLogger:
             self._conn.close()
             self._helper.join(END_TIMEOUT_S)
         if interrupted and self.run_id is not None:
-            raise DeepnormalError("interrupted: the MLflow run is marked KILLED; earlier outputs "
-                                  "are unchanged and `dvc repro` starts this stage again") from None
+            raise DeepnormalError(INTERRUPTED) from None
 
     def _call(self, *message):
         try:
@@ -142,8 +141,7 @@ def _answer_with_error(conn, error: Exception) -> None:
 def _message(error: Exception) -> str:
     if isinstance(error, DeepnormalError):
         return str(error)
-    first_line = (str(error).strip().splitlines() or [repr(error)])[0][:300]
-    return f"MLflow logging failed: {type(error).__name__}: {first_line}"
+    return f"MLflow logging failed: {type(error).__name__}: {first_line(error, 300)}"
 
 
 def _start_run(experiment_id: str, run_name: str | None, owner_pid: int) -> str:
@@ -212,7 +210,7 @@ def _log_until_end(conn, run_id: str, params: dict, inputs: list[tuple]) -> None
 
 
 def _finish(metrics: dict, tags: dict, artifacts: list[tuple[Path, str]],
-            model: tuple[Path, object] | None) -> None:
+            model: tuple[Path, object]) -> None:
     import mlflow
 
     from deepnormal import serving
@@ -221,5 +219,4 @@ def _finish(metrics: dict, tags: dict, artifacts: list[tuple[Path, str]],
     mlflow.set_tags(tags)
     for path, folder in artifacts:
         mlflow.log_artifact(str(path), folder)
-    if model is not None:
-        serving.log_model(*model)
+    serving.log_model(*model)

@@ -125,7 +125,7 @@ def find_run(run_id: str, recorded_in: Path) -> None:
 
 
 def _reach_store(action):
-    from deepnormal.errors import DeepnormalError
+    from deepnormal.errors import DeepnormalError, first_line
 
     for key, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(key, value)
@@ -134,15 +134,15 @@ def _reach_store(action):
     except DeepnormalError:
         raise
     except Exception as error:  # MlflowException, requests' ConnectionError, sqlite errors...
-        first_line = (str(error).strip().splitlines() or [repr(error)])[0][:300]
-        if "database is locked" in first_line:
+        message = first_line(error, 300)
+        if "database is locked" in message:
             advice = ("another process holds the SQLite store (an open `sqlite3` shell, a "
                       "stuck job); close it and rerun")
         else:
             advice = ("check that the server is up, or unset MLFLOW_TRACKING_URI to use the "
                       "local store")
         raise DeepnormalError(
-            f"cannot use the MLflow tracking store at {tracking_uri()}: {first_line}. {advice}"
+            f"cannot use the MLflow tracking store at {tracking_uri()}: {message}. {advice}"
         ) from None
 
 
@@ -193,14 +193,13 @@ def killed_on_interrupt():
     """
     import mlflow
 
-    from deepnormal.errors import DeepnormalError
+    from deepnormal.errors import INTERRUPTED, DeepnormalError
 
     try:
         yield
     except (KeyboardInterrupt, SystemExit):
         mlflow.end_run("KILLED")
-        raise DeepnormalError("interrupted: the MLflow run is marked KILLED; earlier outputs "
-                              "are unchanged and `dvc repro` starts this stage again") from None
+        raise DeepnormalError(INTERRUPTED) from None
 
 
 def owner_tags(pid: int | None = None) -> dict[str, str]:
