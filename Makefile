@@ -1,12 +1,14 @@
 # Two entry points for a fresh machine:
 #   make pipeline   set up .venv and run the whole DVC pipeline on params.yaml
-#   make test       set up .venv (with test extras) and run the test suite
+#   make test       set up .venv (with test extras) and run the whole test suite (CI)
+# and a fast tier while you work:
+#   make check      unit tests only: no dvc repro, no servers (about a minute)
 VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 # Stage commands in dvc.yaml call `python`: make it the project's interpreter.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup pipeline test benchmark ui
+.PHONY: setup pipeline test check benchmark ui
 
 setup: $(VENV)/.installed
 
@@ -21,6 +23,9 @@ pipeline: setup
 
 test: setup
 	python -m pytest
+
+check: setup
+	python -m pytest -m "not pipeline"
 
 benchmark: setup
 	python benchmarks/performance.py

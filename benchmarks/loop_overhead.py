@@ -17,7 +17,6 @@ import argparse
 import contextlib
 import io
 import itertools
-import logging
 import statistics
 import sys
 import tempfile
@@ -59,15 +58,31 @@ def lightning_epoch_seconds(params, train, val, lr: float) -> list[float]:
     """The train stage's loop (training.fit): wall seconds of each epoch after the first,
     from the end of one epoch to the end of the next (training, validation, checkpoint and
     Lightning's bookkeeping between epochs)."""
+    from pytorch_lightning.loggers import Logger
+
     from deepnormal.training import fit
 
-    stamps = []
-    # Quiet: Lightning's banner and the per-epoch progress lines would bury the figures.
-    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
+    class EpochStamps(Logger):
+        """Notes the time at which each epoch's training metrics (logged last) arrive."""
+
+        name, version = "stamps", 0
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.stamps: list[float] = []
+
+        def log_hyperparams(self, *args, **kwargs) -> None:
+            pass
+
+        def log_metrics(self, metrics, step=None) -> None:
+            if "train_nll" in metrics:
+                self.stamps.append(time.perf_counter())
+
+    stamps = EpochStamps()
+    # Quiet: the per-epoch progress lines would bury the figures.
     with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
-        fit(params, train, val, lr, Path(out),
-            sink=lambda row: stamps.append(time.perf_counter()))
-    return [b - a for a, b in itertools.pairwise(stamps)]
+        fit(params, train, val, lr, Path(out), logger=stamps)
+    return [b - a for a, b in itertools.pairwise(stamps.stamps)]
 
 
 def plain_epoch_seconds(params, train, val, lr: float) -> list[float]:

@@ -1,4 +1,4 @@
-"""Benchmark: every speed figure of the pipeline in one table (README "Performance").
+"""Benchmark: every speed figure of the pipeline in one table (docs/performance.md).
 
     python benchmarks/performance.py [--runs 3] [--train-runs 5] [--sizes 1e3,1e4,1e5,1e6]
                                      [--only pipeline tracking loop scaling]
@@ -50,9 +50,6 @@ def _report():
             log.write(os.path.basename(script)[:-3] + "\\t" + ",".join(loaded) + "\\n")
 
 atexit.register(_report)
-# The train stage's MLflow helper leaves through os._exit, which skips atexit.
-_real_exit = os._exit
-os._exit = lambda code: (_report(), _real_exit(code))
 '''
 
 rows: list[tuple[str, str, str, str]] = []  # figure, value, target, command
@@ -93,7 +90,6 @@ def pipeline_figures(root: Path, runs: int) -> float:
     for stage in STAGES:
         seconds = timed("repro", "-s", stage, cwd=root, **env)
         total += seconds
-        # One line per process: the train stage's MLflow helper reports too.
         loaded = sorted({module for line in log.read_text().splitlines()
                          if line.split("\t")[0] == stage
                          for module in line.split("\t")[1].split(",") if module},

@@ -39,9 +39,9 @@ def main() -> None:
     note = choice.rule if choice.fallback_reason is None else (
         f"fallback: {choice.fallback_reason}")
     with staged(paths.LR_FIND) as out:
-        pd.DataFrame({"lr": lrs, "loss": losses}).to_csv(out / "curve.csv", index=False)
+        pd.DataFrame({"lr": lrs, "loss": losses}).to_csv(out / paths.LR_CURVE.name, index=False)
         (out / paths.LR_JSON.name).write_text(json.dumps(choice.as_dict(), indent=2) + "\n")
-        plots.lr_range_test(lrs, losses, choice.lr, note, out / "curve.png")
+        plots.lr_range_test(lrs, losses, choice.lr, note, out / paths.LR_PLOT.name)
     print(f"chosen lr {choice.lr:.4g} ({note})")
 
 

@@ -1,24 +1,22 @@
 """Stage `train`: fit the deep normal model with early stopping, tracked in MLflow.
 
 Reads params `model`, `train`, `compute`, `lr_find`, `tracking`, and `data`, `generate`
-(to record them); the train and val splits;
-data/lr_find/lr.json. Writes data/train/model.ckpt (the best epoch, weights-only loadable),
-history.csv (per-epoch train NLL, validation NLL, lr) and summary.json (MLflow run id,
-best epoch, chosen lr). Opens one MLflow run holding every param, the data set (name,
-source, digest, rows, columns), the per-epoch curves, the lr-finder result and plot, the
-checkpoint and a servable MLflow model (`model`: features in, mu and sigma out); a failure
-leaves the run FAILED, Ctrl-C KILLED. A helper process (deepnormal.run_logger) does the
-MLflow work beside training; the stage waits for it. With tracking.enabled false it logs
-nothing (summary.json: run_id null). With compute.devices > 1 (strategy ddp) Lightning
-reruns this script once per extra device; those processes train their share and track and
-write nothing.
+(to record them); the train and val splits; data/lr_find/lr.json.
+Writes data/train/model.ckpt (the best epoch, weights-only loadable), history.csv
+(per-epoch train NLL, validation NLL, lr) and summary.json (MLflow run id, best epoch,
+chosen lr). Prints a progress line every few seconds.
+Opens one MLflow run holding every param, the data set (name, source, digest, rows,
+columns), the per-epoch curves (through Lightning's MLflow logger), the lr-finder result and
+plot, the checkpoint and a servable MLflow model (`model`: features in, mu and sigma out); a
+failure leaves the run FAILED, Ctrl-C KILLED. With tracking.enabled false it logs nothing
+(summary.json: run_id null). With compute.devices > 1 (strategy ddp) Lightning reruns this
+script once per extra device; those processes train their share and track and write nothing.
 """
 
 import argparse
 import json
 import os
 import tempfile
-from contextlib import nullcontext
 from pathlib import Path
 
 import pandas as pd
@@ -30,7 +28,6 @@ from deepnormal.errors import run_stage
 from deepnormal.lr_rule import read_choice
 from deepnormal.outputs import staged
 from deepnormal.processes import is_extra_ddp_process
-from deepnormal.run_logger import RunLogger
 
 # The sections this run depends on (evaluate's are set as tags by the evaluate stage,
 # since evaluate can rerun into the same run with new values).
@@ -44,44 +41,51 @@ def main() -> None:
     params = load_params()
     splits = read_splits(paths.PREPARED, ("train", "val"))
     choice = read_choice(paths.LR_JSON)
-
     tracked = params.tracking.enabled and not is_extra_ddp_process()
-    # Started first: it imports MLflow and opens the store while this process imports torch.
-    with RunLogger(params.tracking.experiment_name) if tracked else nullcontext() as logger:
-        from deepnormal.training import check_compute, fit, is_main_process
+    if tracked:  # an unusable store is one message now, not after training
+        experiment_id = tracking.connect(params.tracking.experiment_name)
 
-        check_compute(params)
+    from deepnormal.training import check_compute, fit, is_main_process
 
-        if not is_main_process():
-            # A DDP worker started by Lightning: it trains its shard; rank 0 does the rest.
-            with tempfile.TemporaryDirectory(prefix="deepnormal-ddp-") as scratch:
-                fit(params, splits["train"], splits["val"], choice.lr, Path(scratch))
-            return
-
-        if logger is None:
-            print("tracking.enabled is false: nothing is logged to MLflow")
-            run_id = None
-        else:
-            run_id = logger.open_run(os.environ.get("DVC_EXP_NAME"),
-                                     logged_params(params, splits, choice),
-                                     [(splits["train"], params, "training"),
-                                      (splits["val"], params, "validation")])
-            print(f"MLflow run {run_id} in experiment '{params.tracking.experiment_name}' "
-                  f"at {tracking.tracking_uri()}")
+    check_compute(params)
+    if not is_main_process():
+        # A DDP worker started by Lightning: it trains its shard; rank 0 does the rest.
+        with tempfile.TemporaryDirectory(prefix="deepnormal-ddp-") as scratch:
+            fit(params, splits["train"], splits["val"], choice.lr, Path(scratch))
+        return
+    if not tracked:
+        print("tracking.enabled is false: nothing is logged to MLflow")
         # The checkpoint, history and summary replace the previous ones only on success.
         with staged(paths.TRAIN) as out:
-            result = fit(params, splits["train"], splits["val"], choice.lr, out,
-                         sink=logger.epoch if logger else None)
+            result = fit(params, splits["train"], splits["val"], choice.lr, out)
+            write_outputs(out, None, choice, result)
+        report(result)
+        return
+
+    import mlflow
+
+    from deepnormal import serving
+    from deepnormal.mlflow_logger import BatchedMLFlowLogger
+
+    with tracking.training_run(experiment_id, os.environ.get("DVC_EXP_NAME")) as run:
+        run_id = run.info.run_id
+        print(f"MLflow run {run_id} in experiment '{params.tracking.experiment_name}' "
+              f"at {tracking.tracking_uri()}", flush=True)
+        logger = BatchedMLFlowLogger(run_id=run_id, tracking_uri=tracking.tracking_uri())
+        logger.log_hyperparams(logged_params(params, splits, choice))
+        tracking.log_dataset(splits["train"], params, "training")
+        tracking.log_dataset(splits["val"], params, "validation")
+        for path in (paths.LR_JSON, paths.LR_CURVE, paths.LR_PLOT):
+            mlflow.log_artifact(str(path), "lr_find")
+        with staged(paths.TRAIN) as out:
+            result = fit(params, splits["train"], splits["val"], choice.lr, out, logger)
             write_outputs(out, run_id, choice, result)
-            if logger is not None:
-                logger.finish(
-                    metrics={"best_val_nll": result.best_val_nll,
-                             "best_epoch": result.best_epoch, "epochs_run": result.epochs_run},
-                    tags={"device": result.device},
-                    artifacts=[(result.checkpoint, "checkpoints"),
-                               (out / paths.HISTORY.name, "train")],
-                    model=(result.checkpoint, example_inputs(splits["val"])),
-                )
+            mlflow.log_metrics({"best_val_nll": result.best_val_nll,
+                                "best_epoch": result.best_epoch, "epochs_run": result.epochs_run})
+            mlflow.set_tag("device", result.device)
+            mlflow.log_artifact(str(result.checkpoint), "checkpoints")
+            mlflow.log_artifact(str(out / paths.HISTORY.name), "train")
+            serving.log_model(result.checkpoint, example_inputs(splits["val"]))
     report(result)
 
 

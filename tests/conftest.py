@@ -28,6 +28,17 @@ TINY = {
 }
 
 
+def pytest_addoption(parser):
+    parser.addoption("--reverse", action="store_true",
+                     help="run the collected tests in reverse order (proves they do not "
+                          "depend on their order)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--reverse"):
+        items.reverse()
+
+
 def tool_env(**extra: str) -> dict[str, str]:
     """The environment stage commands see: this interpreter's `python` first on PATH,
     the default (repo-local) MLflow store unless a test names another one."""

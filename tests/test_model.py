@@ -50,25 +50,61 @@ def tiny_params(model: ModelParams, train: TrainParams) -> Params:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def store(tmp_path_factory):
+    """A real MLflow store (SQLite) and a run in it: (client, run id)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}")
+    experiment = client.create_experiment("test")
+    return client, client.create_run(experiment).info.run_id
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, store):
+    """A tiny fit on the real trainer, logging through Lightning's MLflow logger."""
+    from deepnormal.mlflow_logger import BatchedMLFlowLogger
     from deepnormal.training import fit
 
-    out = tmp_path_factory.mktemp("train")
+    client, run_id = store
+    logger = BatchedMLFlowLogger(run_id=run_id, tracking_uri=client.tracking_uri)
+    # Count the round trips to the store (the real client's calls, passed through).
+    send = logger.experiment.log_batch
+    logger.batches_sent = []
+    logger.experiment.log_batch = lambda *a, **k: (logger.batches_sent.append(k), send(*a, **k))
     params = tiny_params(ModelParams(hidden_sizes=[16]),
                          TrainParams(max_epochs=15, patience=15, batch_size=64,
-                                     lr_schedule="constant"))
-    result = fit(params, split(400, 1), split(200, 2), lr=0.01, out_dir=out)
-    return result
+                                     lr_schedule="cosine"))
+    result = fit(params, split(400, 1), split(200, 2), lr=0.01,
+                 out_dir=tmp_path_factory.mktemp("train"), logger=logger)
+    return result, logger.batches_sent
 
 
 def test_tiny_training_run_improves_validation_nll(trained):
+    trained, _ = trained
     first, best = trained.history[0]["val_nll"], trained.best_val_nll
     assert best < first - 0.1
     assert trained.checkpoint.is_file()
     assert [row["epoch"] for row in trained.history] == list(range(trained.epochs_run))
+    lrs = [row["lr"] for row in trained.history]
+    assert lrs[0] == pytest.approx(0.01) and lrs == sorted(lrs, reverse=True)  # cosine
+
+
+def test_the_mlflow_logger_holds_every_epoch_in_a_few_batches(trained, store):
+    trained, batches_sent = trained
+    client, run_id = store
+    assert client.get_run(run_id).info.status == "FINISHED"  # Lightning finalized it
+    for key in ("train_nll", "val_nll", "lr"):
+        logged = sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
+        assert [m.step for m in logged] == [row["epoch"] for row in trained.history], key
+        np.testing.assert_allclose([m.value for m in logged],
+                                   [row[key] for row in trained.history], rtol=1e-6)
+    # train_nll, val_nll and lr of every epoch (two log_metrics calls an epoch), sent to the
+    # store once, when Lightning finalized the logger (the fit is far shorter than 10 s).
+    assert [len(sent["metrics"]) for sent in batches_sent] == [3 * len(trained.history)]
 
 
 def test_checkpoint_reload_predicts_identically_under_weights_only(trained):
+    trained, _ = trained
     from deepnormal.lightning_module import DeepNormalModule
 
     # Lightning's own loader and the weights-only rebuild agree exactly.
@@ -91,6 +127,7 @@ class _Payload:
 
 
 def test_checkpoint_with_a_pickled_object_is_refused(trained, tmp_path, capsys):
+    trained, _ = trained
     checkpoint = torch.load(trained.checkpoint, map_location="cpu", weights_only=True)
     checkpoint["hyper_parameters"]["evil"] = _Payload()
     tampered = tmp_path / "tampered.ckpt"
@@ -101,59 +138,8 @@ def test_checkpoint_with_a_pickled_object_is_refused(trained, tmp_path, capsys):
 
 
 def test_truncated_checkpoint_is_refused(trained, tmp_path):
+    trained, _ = trained
     broken = tmp_path / "broken.ckpt"
     broken.write_bytes(trained.checkpoint.read_bytes()[:200])
     with pytest.raises(DeepnormalError, match="broken.ckpt"):
         load_checkpoint(broken)
-
-
-def test_divergence_stops_with_a_clear_message(tmp_path):
-    from deepnormal.training import fit
-
-    params = tiny_params(ModelParams(hidden_sizes=[16], standardize=False, sigma_floor=0.0),
-                         TrainParams(max_epochs=5, lr_schedule="constant"))
-    big = split(300, 3)
-    big = Split(big.features * 1e6, big.target * 1e6, big.feature_names)
-    with pytest.raises(DeepnormalError, match="non-finite.*learning rate is too high"):
-        fit(params, big, split(100, 4), lr=1e30, out_dir=tmp_path)
-
-
-@pytest.mark.parametrize("train, lr", [
-    (TrainParams(lr_schedule="cosine", gradient_clip=0.05, max_epochs=4), 0.01),
-    # An lr too small to improve anything: the plateau schedule halves it after 11 epochs.
-    (TrainParams(lr_schedule="plateau", loss="beta_nll", max_epochs=13), 1e-12),
-], ids=["cosine-clipped", "plateau-beta-nll"])
-def test_grouped_steps_train_exactly_like_lightnings_automatic_optimisation(tmp_path, train, lr):
-    """fit() takes several optimiser steps per Lightning step (loaders.batch_groups), so the
-    module steps, clips and schedules itself: it must match Lightning doing all of that
-    with one mini-batch per step."""
-    import pytorch_lightning as pl
-
-    from deepnormal.lightning_module import DeepNormalModule
-    from deepnormal.loaders import batches
-    from deepnormal.training import EpochHistory, fit
-
-    train = train.model_copy(update={"batch_size": 16, "patience": 100})
-    params = tiny_params(ModelParams(hidden_sizes=[8]), train)
-    data, val = split(200, 5), split(60, 6)  # 13 mini-batches: groups of 8 and 5
-    grouped = fit(params, data, val, lr, tmp_path / "grouped").history
-
-    pl.seed_everything(train.seed, verbose=False)
-    module = DeepNormalModule.from_params(params.model, train, data, lr)
-    automatic = EpochHistory()
-    pl.Trainer(max_epochs=train.max_epochs, gradient_clip_val=train.gradient_clip,
-               callbacks=[automatic], accelerator="cpu", logger=False,
-               enable_checkpointing=False, enable_progress_bar=False,
-               enable_model_summary=False, num_sanity_val_steps=0,
-               default_root_dir=tmp_path / "automatic").fit(
-        module, batches(data, train.batch_size, shuffle=True, seed=train.seed),
-        batches(val, len(val), shuffle=False))
-
-    assert len(grouped) == len(automatic.rows) == train.max_epochs
-    for ours, lightning in zip(grouped, automatic.rows, strict=True):
-        assert ours == pytest.approx(lightning, rel=1e-5, abs=1e-12)
-    lrs = [row["lr"] for row in grouped]
-    if train.lr_schedule == "plateau":
-        assert lrs[-1] == pytest.approx(lr / 2)
-    else:
-        assert lrs[1] < lrs[0]

@@ -124,6 +124,7 @@ def file_repo(tmp_path_factory):
     return root
 
 
+@pytest.mark.pipeline
 def test_multi_feature_file_end_to_end(file_repo):
     train = pd.read_csv(file_repo / "data/prepared/train.csv")
     assert list(train.columns) == ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5",
@@ -146,6 +147,7 @@ def test_multi_feature_file_end_to_end(file_repo):
     assert inputs["diabetes-training"].dataset.digest
 
 
+@pytest.mark.pipeline
 def test_bad_file_stops_generate_and_keeps_everything(file_repo):
     client = mlflow_client(file_repo)
     runs_before = {r.info.run_id for r in client.search_runs(["1"])}
@@ -167,17 +169,19 @@ def test_bad_file_stops_generate_and_keeps_everything(file_repo):
     assert stages_run(dvc("repro", cwd=file_repo).stdout) == []
 
 
-def test_one_feature_file_end_to_end(file_repo, tmp_path):
+@pytest.mark.pipeline
+def test_one_feature_file_end_to_end(tmp_path):
+    root = copy_repo(tmp_path)
     rng = np.random.default_rng(3)
     x = rng.uniform(0, 5, 200)
     frame = pd.DataFrame({"dose": x, "response": 2 * x + rng.normal(size=200) * (0.2 + x / 5)})
-    frame.to_parquet(file_repo / "examples/dose.parquet")
-    edit_params(file_repo, {"data": {"path": "examples/dose.parquet", "features": ["dose"],
-                                     "target": "response"}})
-    assert stages_run(dvc("repro", cwd=file_repo).stdout) == ["generate", "lr_find", "train",
-                                                              "evaluate"]
-    plots = {p.name for p in (file_repo / "data/evaluate/plots").iterdir()}
+    frame.to_parquet(root / "examples/dose.parquet")
+    edit_params(root, TINY | {"data": {"source": "file", "path": "examples/dose.parquet",
+                                       "features": ["dose"], "target": "response"}})
+    assert stages_run(dvc("repro", cwd=root).stdout) == ["generate", "lr_find", "train",
+                                                         "evaluate"]
+    plots = {p.name for p in (root / "data/evaluate/plots").iterdir()}
     assert {"prediction_band.png", "sigma_vs_input.png"} <= plots
-    predictions = pd.read_csv(file_repo / "data/evaluate/predictions.csv")
+    predictions = pd.read_csv(root / "data/evaluate/predictions.csv")
     assert list(predictions.columns[:4]) == ["dose", "response", "mu", "sigma"]
     assert np.isfinite(predictions["mu"]).all() and (predictions["sigma"] > 0).all()

@@ -1,7 +1,8 @@
 """End to end: the real `dvc repro` on a tiny configuration, the real MLflow store.
 
-Tests in this module share one pipeline run (see conftest.pipeline); the ones that edit
-params restore them before they finish.
+Tests in this module read one shared pipeline run (see conftest.pipeline); a test that edits
+params or reruns stages does so in a private copy (`clone`), so their order does not matter
+(`pytest --reverse` runs them backwards).
 """
 
 import json
@@ -10,8 +11,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import TINY, dvc, edit_params, mlflow_client, search_all, stages_run
+from tests.conftest import (
+    TINY,
+    dvc,
+    edit_params,
+    mlflow_client,
+    search_all,
+    stages_run,
+)
 
+pytestmark = pytest.mark.pipeline
 STAGES = ["generate", "lr_find", "train", "evaluate"]
 
 
@@ -85,6 +94,9 @@ def test_store_holds_one_complete_run(root):
     assert run.data.metrics["test_linear_nll"] == pytest.approx(metrics["linear"]["nll"])
     assert "test_picp_95" in run.data.metrics and "test_crps" in run.data.metrics
 
+    # Only the stage's own files: not the .gitignore DVC writes beside them.
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "lr_find")} == {
+        "lr_find/lr.json", "lr_find/curve.csv", "lr_find/curve.png"}
     artifacts = {a.path for folder in ("checkpoints", "plots", "lr_find", "evaluate")
                  for a in client.list_artifacts(run.info.run_id, folder)}
     assert {"checkpoints/model.ckpt", "plots/prediction_band.png", "lr_find/curve.png",
@@ -115,73 +127,30 @@ def test_dvc_metrics_and_plots_render(root, tmp_path):
     assert "prediction_band.png" in html
 
 
-def all_runs(root):
-    return search_all(mlflow_client(root))
+def test_reruns_only_what_changed(root, clone):
+    assert stages_run(dvc("repro", cwd=root).stdout) == []  # the shared run: nothing to do
+
+    edit_params(clone, {"train": {"patience": 2}})
+    assert stages_run(dvc("repro", cwd=clone).stdout) == ["train", "evaluate"]
+    trained = only_run(clone)
+    edit_params(clone, {"evaluate": {"interval_levels": [0.5, 0.9, 0.95]}})
+    assert stages_run(dvc("repro", cwd=clone).stdout) == ["evaluate"]
+    evaluated = only_run(clone)  # still exactly one run: evaluate adds to the training run
+    assert evaluated.info.run_id == trained.info.run_id
+    assert "test_picp_90" in evaluated.data.metrics and evaluated.info.status == "FINISHED"
+
+    edit_params(clone, {"generate": {"seed": 5}})
+    assert stages_run(dvc("repro", cwd=clone).stdout) == STAGES
+    runs = search_all(mlflow_client(clone))
+    assert len(runs) == 2 and {run.info.status for run in runs} == {"FINISHED"}
+    assert {run.data.params["generate.seed"] for run in runs} == {"0", "5"}
+    assert stages_run(dvc("repro", cwd=clone).stdout) == []
 
 
-def test_reruns_only_what_changed(root):
-    assert stages_run(dvc("repro", cwd=root).stdout) == []
-
-    before = only_run(root)
-    edit_params(root, {"evaluate": {"interval_levels": [0.5, 0.9, 0.95]}})
-    assert stages_run(dvc("repro", cwd=root).stdout) == ["evaluate"]
-    after = only_run(root)  # still exactly one run: evaluate adds to the training run
-    assert after.info.run_id == before.info.run_id
-    assert "test_picp_90" in after.data.metrics and after.info.status == "FINISHED"
-
-    edit_params(root, {"train": {"patience": 2}})
-    assert stages_run(dvc("repro", cwd=root).stdout) == ["train", "evaluate"]
-    edit_params(root, {"generate": {"seed": 5}})
-    assert stages_run(dvc("repro", cwd=root).stdout) == STAGES
-    runs = all_runs(root)
-    assert len(runs) == 3 and {run.info.status for run in runs} == {"FINISHED"}
-    assert {run.data.params["train.patience"] for run in runs} == {"2", "3"}
-
-
-def test_bad_param_stops_with_one_message_and_loses_nothing(root):
-    before = {run.info.run_id for run in all_runs(root)}
-    checkpoint = (root / "data/train/model.ckpt").read_bytes()
-    edit_params(root, {"train": {"patience": 0}})
-    result = dvc("repro", cwd=root, check=False)
-    assert result.returncode != 0
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert errors == ["error: params.yaml: 'train.patience': Input should be greater than or "
-                      "equal to 1 (got 0)"], result.stderr
-    assert {run.info.run_id for run in all_runs(root)} == before  # no run was opened
-    assert (root / "data/train/model.ckpt").read_bytes() == checkpoint  # outputs persist
-    edit_params(root, {"train": {"patience": 2}})
-    assert stages_run(dvc("repro", cwd=root).stdout) == []
-
-
-def test_diverging_training_fails_its_run_with_a_clear_message(root):
-    import subprocess
-    import sys
-
-    from tests.conftest import tool_env
-
-    before = {run.info.run_id for run in all_runs(root)}
-    trained = {path.name: path.read_bytes() for path in (root / "data/train").glob("*.*")}
-    lr_json = root / "data/lr_find/lr.json"
-    choice = json.loads(lr_json.read_text())
-    lr_json.write_text(json.dumps(choice | {"lr": 1e30}))
-    try:
-        result = subprocess.run([sys.executable, "stages/train.py"], cwd=root, env=tool_env(),
-                                capture_output=True, text=True)
-    finally:
-        dvc("checkout", "--force", cwd=root)
-    assert result.returncode == 2
-    assert "learning rate is too high" in result.stderr.splitlines()[-1]
-    new = [run for run in all_runs(root) if run.info.run_id not in before]
-    assert [run.info.status for run in new] == ["FAILED"]
-    # No checkpoint of the diverged run is presented as a trained model.
-    assert {p.name: p.read_bytes() for p in (root / "data/train").glob("*.*")} == trained
-    assert not list((root / "data").glob(".partial-*"))
-    assert stages_run(dvc("repro", cwd=root).stdout) == []
-
-
-def test_unreachable_tracking_server_is_a_clear_error_and_loses_nothing(root):
+def test_unreachable_tracking_server_is_a_clear_error_and_loses_nothing(clone):
     import socket
 
+    root = clone
     with socket.socket() as probe:  # a loopback port with nothing listening
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

@@ -34,6 +34,7 @@ from tests.conftest import (
     stages_run,
 )
 
+pytestmark = pytest.mark.pipeline
 GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
 
 
@@ -279,6 +280,10 @@ def test_ui_compare_page_shows_both_runs_params_and_test_metrics(server, tracked
 def test_evaluate_only_rerun_on_the_server_adds_to_the_same_run(server, tracked_on_server):
     url, _ = server
     root, run_ids, _ = tracked_on_server
+    params = (root / "params.yaml").read_text()
     edit_params(root, {"evaluate": {"interval_levels": [0.9]}})
-    assert stages_run(dvc("repro", cwd=root, MLFLOW_TRACKING_URI=url).stdout) == ["evaluate"]
+    try:
+        assert stages_run(dvc("repro", cwd=root, MLFLOW_TRACKING_URI=url).stdout) == ["evaluate"]
+    finally:  # the other tests of this module share the clone
+        (root / "params.yaml").write_text(params)
     assert "test_picp_90" in MlflowClient(url).get_run(run_ids[1]).data.metrics

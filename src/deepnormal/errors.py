@@ -10,7 +10,7 @@ class DeepnormalError(Exception):
     """A problem with the user's params, data or environment, explained in one message."""
 
 
-# Ctrl-C during a tracked stage (train's run logger, evaluate's run).
+# Ctrl-C during a tracked stage (train, evaluate).
 INTERRUPTED = ("interrupted: the MLflow run is marked KILLED; earlier outputs are unchanged and "
                "`dvc repro` starts this stage again")
 

@@ -1,4 +1,10 @@
-"""Lightning wrapper around DeepNormalNet: loss, optimiser, lr schedule, epoch logging."""
+"""Lightning wrapper around DeepNormalNet: loss, optimiser, lr schedule, per-epoch logging.
+
+Lightning's automatic optimisation: one mini-batch per step; the Trainer clips gradients
+(`gradient_clip_val`) and steps the lr schedule. Per epoch the module logs `train_nll`,
+`val_nll` (both in original units, nats per point) and `lr`, and `step` = the epoch, so
+that every logger (MLflow, the in-memory history) indexes the curves by epoch.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import math
 
 import pytorch_lightning as pl
 import torch
+from torchmetrics import MeanMetric
 
 from deepnormal.config import ModelParams, TrainParams
 from deepnormal.data import Split
@@ -37,15 +44,19 @@ class DeepNormalModule(pl.LightningModule):
         max_epochs: int = 100,
         loss: str = "nll",
         beta: float = 0.5,
-        gradient_clip: float | None = None,
         feature_names: list[str] | None = None,
         target_name: str = "y",
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        # Kept in the checkpoint; the train stage logs params.yaml itself, flattened.
+        self.save_hyperparameters(logger=False)
         self.net = DeepNormalNet(input_dim, hidden_sizes, activation, sigma_floor,
                                  x_mean, x_std, y_mean, y_std, scale_link)
         self.log_y_std = math.log(y_std)
+        # The epoch's mean training NLL, accumulated on the device and logged once per
+        # epoch: a per-step self.log costs about a third of a step for this small network.
+        # NaNs must propagate (the default drops them), so that divergence is seen.
+        self.train_nll = MeanMetric(nan_strategy="disable")
 
     @classmethod
     def from_params(cls, model: ModelParams, train: TrainParams, data: Split,
@@ -64,7 +75,6 @@ class DeepNormalModule(pl.LightningModule):
             max_epochs=train.max_epochs,
             loss=train.loss,
             beta=train.beta,
-            gradient_clip=train.gradient_clip,
             # Recorded so that `deepnormal-predict` can pick the columns from an input table.
             feature_names=list(data.feature_names),
             target_name=data.target_name,
@@ -76,74 +86,35 @@ class DeepNormalModule(pl.LightningModule):
         return gaussian_nll_z(self.net.standardise_target(y), mu_z, sigma_z), sigma_z
 
     def training_step(self, batch, batch_idx):
-        if self.automatic_optimization:  # the LR range test: one (x, y) per step
-            return self._loss(batch)
-        # Training: a group of mini-batches (loaders.batch_groups), one optimiser step each.
-        optimizer = self.optimizers()
-        for mini_batch in batch:
-            loss = self._loss(mini_batch)
-            optimizer.zero_grad()
-            self.manual_backward(loss)
-            if self.hparams.gradient_clip is not None:
-                self.clip_gradients(optimizer, gradient_clip_val=self.hparams.gradient_clip,
-                                    gradient_clip_algorithm="norm")
-            optimizer.step()
-
-    def on_train_epoch_end(self) -> None:
-        # Lightning steps epoch schedulers itself only under automatic optimisation.
-        scheduler = self.lr_schedulers()
-        if self.automatic_optimization or scheduler is None:
-            return
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            scheduler.step(self.trainer.callback_metrics["val_nll"])
-        else:
-            scheduler.step()
-
-    def _loss(self, batch) -> torch.Tensor:
         nll, sigma_z = self._nll_terms(batch)
         mean_nll = nll.mean()
-        # Collected here rather than with self.log, which costs about 2 ms per call on our
-        # CPUs, more than the step itself for this small network
-        # (benchmarks/loop_overhead.py). Kept on the device: no host sync per step.
-        self._batch_nlls.append((mean_nll.detach(), len(batch[1])))
+        self.train_nll.update(mean_nll.detach(), len(nll))
         if self.hparams.loss == "beta_nll":
             # Seitzer et al. 2022: weight each point's NLL by a stop-gradient sigma^(2*beta).
             return (nll * sigma_z.detach() ** (2 * self.hparams.beta)).mean()
         return mean_nll
 
     def on_train_epoch_start(self) -> None:
-        self._batch_nlls: list[tuple[torch.Tensor, int]] = []
+        # The lr this epoch trains with: an epoch schedule steps before on_train_epoch_end.
+        self.epoch_lr = self.optimizers().param_groups[0]["lr"]
 
-    def __setattr__(self, name: str, value) -> None:
-        # Lightning sets this string around every hook call, about a dozen times per
-        # optimiser step, and nn.Module.__setattr__ (which looks for parameters, modules and
-        # buffers) makes each of those slow (benchmarks/loop_overhead.py).
-        if name == "_current_fx_name":
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
-
-    def epoch_train_nll(self) -> float:
-        """The epoch's mean training NLL in original units, over every rank (a collective
-        under DDP: call it on all ranks). Raises DeepnormalError when it is not finite
-        (divergence)."""
-        nlls = torch.stack([nll for nll, _ in self._batch_nlls]).double()
-        sizes = nlls.new_tensor([size for _, size in self._batch_nlls])
-        totals = torch.stack([(nlls * sizes).sum(), sizes.sum()])
-        totals = self.trainer.strategy.reduce(totals, reduce_op="sum")
-        value = float(totals[0] / totals[1]) + self.log_y_std
+    def on_train_epoch_end(self) -> None:
+        # compute() averages over every rank under DDP.
+        value = float(self.train_nll.compute()) + self.log_y_std
+        self.train_nll.reset()
+        lr = self.epoch_lr
         if not math.isfinite(value):
             raise DeepnormalError(
                 f"the training loss became non-finite at epoch {self.current_epoch} "
-                f"(lr {self.optimizers().param_groups[0]['lr']:.3g}); {DIVERGENCE_ADVICE}"
+                f"(lr {lr:.3g}); {DIVERGENCE_ADVICE}"
             )
-        return value
+        self.log_dict({"train_nll": value, "lr": lr, "step": float(self.current_epoch)})
 
     def validation_step(self, batch, batch_idx):
-        # Once per epoch (the whole split is one batch): self.log's cost does not matter here.
+        # The whole split is one batch, on every rank, so all ranks agree on val_nll.
         nll, _ = self._nll_terms(batch)
-        self.log("val_nll", nll.mean() + self.log_y_std, on_step=False, on_epoch=True,
-                 batch_size=len(batch[1]), sync_dist=True)
+        self.log("val_nll", nll.mean() + self.log_y_std, batch_size=len(nll), sync_dist=True)
+        self.log("step", float(self.current_epoch))
 
     def configure_optimizers(self):
         hp = self.hparams
@@ -155,8 +126,6 @@ class DeepNormalModule(pl.LightningModule):
         if hp.lr_schedule == "plateau":
             scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5,
                                                                    patience=10)
-            if not self.automatic_optimization:  # on_train_epoch_end steps it with val_nll
-                return {"optimizer": optimizer, "lr_scheduler": scheduler}
             return {"optimizer": optimizer,
                     "lr_scheduler": {"scheduler": scheduler, "monitor": "val_nll"}}
         return optimizer

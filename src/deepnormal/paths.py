@@ -9,6 +9,8 @@ TRAIN = DATA / "train"                # train: model.ckpt, history.csv, summary.
 EVALUATE = DATA / "evaluate"          # evaluate: metrics.json, predictions.csv, plots/...
 
 LR_JSON = LR_FIND / "lr.json"
+LR_CURVE = LR_FIND / "curve.csv"
+LR_PLOT = LR_FIND / "curve.png"
 CHECKPOINT = TRAIN / "model.ckpt"
 HISTORY = TRAIN / "history.csv"
 TRAIN_SUMMARY = TRAIN / "summary.json"

@@ -6,6 +6,8 @@ loading needs only torch, numpy and pandas (the checkpoint is read weights-only)
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
 import mlflow.pyfunc
@@ -34,6 +36,9 @@ def log_model(checkpoint: Path, example: pd.DataFrame) -> None:
 
     from deepnormal.network import load_checkpoint
 
+    # An info line ("Validating input example ...") and a progress bar for a few small files.
+    logging.getLogger("mlflow.pyfunc").setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mu, sigma = load_checkpoint(checkpoint).predict(example.to_numpy(dtype="float64"))
     signature = infer_signature(example, pd.DataFrame({"mu": mu, "sigma": sigma}))
     mlflow.pyfunc.log_model(
@@ -55,16 +60,3 @@ def requirements() -> list[str]:
 
     return [f"torch=={torch.__version__.split('+')[0]}", "numpy", "pandas",
             f"mlflow=={mlflow.__version__}"]
-
-
-def prepare() -> None:
-    """Do ahead what log_model would otherwise do first: import torch and map installed
-    modules to packages, which MLflow does to check the requirements (about 0.6 s here;
-    the mapping is MLflow's internal cache, so this is best effort)."""
-    from deepnormal import network  # noqa: F401  (and torch)
-
-    try:
-        from mlflow.utils.requirements_utils import warn_dependency_requirement_mismatches
-    except ImportError:
-        return
-    warn_dependency_requirement_mismatches(requirements())

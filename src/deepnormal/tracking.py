@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import time
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,8 +46,8 @@ PID_TAG = "deepnormal.pid"
 HOST_TAG = "deepnormal.host"
 
 
-def run_tags(owner_pid: int | None = None) -> dict[str, str]:
-    tags = owner_tags(owner_pid)
+def run_tags() -> dict[str, str]:
+    tags = owner_tags()
     commit = git_commit()
     if commit:
         tags["git_commit"] = commit
@@ -186,6 +185,21 @@ def close_dead_runs(experiment_id: str) -> list[str]:
 
 
 @contextmanager
+def training_run(experiment_id: str, run_name: str | None):
+    """A new MLflow run for this training process, as the active run: FINISHED when the
+    block ends, FAILED on an error, KILLED on Ctrl-C (then one readable error). Runs that
+    dead training processes left RUNNING are closed first."""
+    import mlflow
+
+    for run_id in close_dead_runs(experiment_id):
+        print(f"marked MLflow run {run_id} KILLED: its training process died without closing it",
+              flush=True)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name,
+                          tags=run_tags()) as run, killed_on_interrupt():
+        yield run
+
+
+@contextmanager
 def killed_on_interrupt():
     """Ctrl-C ends the active run as KILLED (not FAILED) and becomes one readable error.
 
@@ -202,48 +216,9 @@ def killed_on_interrupt():
         raise DeepnormalError(INTERRUPTED) from None
 
 
-def owner_tags(pid: int | None = None) -> dict[str, str]:
-    """Claims a run for this process, or for process `pid` (see close_dead_runs)."""
-    return {PID_TAG: str(pid or os.getpid()), HOST_TAG: socket.gethostname()}
-
-
-class EpochLogger:
-    """Per-epoch rows (train NLL, validation NLL, lr; step = epoch) to MLflow, a few large
-    batches at a time.
-
-    One asynchronous log_batch per epoch kept a SQLite writer busy beside training and cost
-    about a third of the train stage on our 2-core machines (benchmarks/performance.py).
-    Rows are now sent every `every_s` seconds, so the UI still follows a long run, and by
-    `send()` at the end. A handful of synchronous calls cost less than MLflow's async
-    queue (about 1 s to shut down), and the store is complete when `send()` returns.
-    """
-
-    MAX_BATCH = 900  # MLflow accepts at most 1000 metrics per log_batch
-
-    def __init__(self, run_id: str, every_s: float = 10.0) -> None:
-        from mlflow.tracking import MlflowClient
-
-        self.client = MlflowClient(tracking_uri())
-        self.run_id = run_id
-        self.every_s = every_s
-        self.pending: list = []
-        self.last_sent = time.monotonic()
-
-    def __call__(self, row: dict) -> None:
-        from mlflow.entities import Metric
-
-        stamp = int(time.time() * 1000)
-        self.pending += [Metric(key, float(value), stamp, row["epoch"])
-                         for key, value in row.items() if key != "epoch"]
-        if (time.monotonic() - self.last_sent >= self.every_s
-                or len(self.pending) >= self.MAX_BATCH):
-            self.send()
-
-    def send(self) -> None:
-        if self.pending:
-            self.client.log_batch(self.run_id, metrics=self.pending)
-        self.pending = []
-        self.last_sent = time.monotonic()
+def owner_tags() -> dict[str, str]:
+    """Claims a run for this process (see close_dead_runs)."""
+    return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
 
 
 def log_dataset(split, params, context: str) -> None:

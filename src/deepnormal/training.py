@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import tempfile
+import time
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+from pytorch_lightning.loggers import Logger
 from pytorch_lightning.tuner import Tuner
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
@@ -22,9 +24,20 @@ from deepnormal.errors import DeepnormalError
 from deepnormal.lightning_module import DIVERGENCE_ADVICE, DeepNormalModule
 from deepnormal.loaders import SplitData, batches
 
-# In-memory tensors need no worker processes; Lightning's hint about them is noise here.
-warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-warnings.filterwarnings("ignore", message=".*LightningModule.*in `eval` mode.*")
+# The stages print what matters themselves (the device, progress, the result). Lightning's
+# info lines (accelerator banners, tips, checkpoint restores) would repeat for every Trainer.
+logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
+for message in (
+    # In-memory tensors need no worker processes.
+    ".*does not have many workers.*",
+    # Only the epoch-level metrics are logged, so the step logging interval is moot.
+    ".*smaller than the logging interval.*",
+    # The LR range test trains without a validation split on purpose.
+    ".*no `val_dataloader`.*",
+    # Raised inside Lightning by its use of torch's pytree API (Lightning 2.6, torch 2.13).
+    ".*LeafSpec.*is deprecated.*",
+):
+    warnings.filterwarnings("ignore", message=message)
 
 
 def is_main_process() -> bool:
@@ -83,37 +96,46 @@ def range_test(params: Params, train: Split) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(finder.results["lr"], float), np.asarray(finder.results["loss"], float)
 
 
-class EpochHistory(pl.Callback):
-    """Collects one row per epoch (train NLL, validation NLL, lr), hands it to `sink`
-    (the MLflow logger) and prints a progress line every `print_every` epochs."""
+class EpochHistory(Logger):
+    """An in-memory Lightning logger: one row per epoch of what the module logs (train_nll,
+    val_nll, lr; the module logs step = epoch), for history.csv; it prints a progress line
+    for the first epoch and then every `print_every_s` seconds."""
 
-    def __init__(self, sink: Callable[[dict], None] | None = None, print_every: int = 10):
-        self.rows: list[dict] = []
-        self.sink = sink
-        self.print_every = print_every
-        self._lr = float("nan")
+    def __init__(self, max_epochs: int, print_every_s: float = 5.0) -> None:
+        super().__init__()
+        self.max_epochs = max_epochs
+        self.print_every_s = print_every_s
+        self._rows: dict[int, dict] = {}
+        self._last_print = -math.inf
 
-    def on_train_epoch_start(self, trainer, module) -> None:
-        self._lr = float(trainer.optimizers[0].param_groups[0]["lr"])
+    @property
+    def name(self) -> str:
+        return "history"
 
-    def on_train_epoch_end(self, trainer, module) -> None:
-        metrics = trainer.callback_metrics
-        row = {
-            "epoch": trainer.current_epoch,
-            "train_nll": module.epoch_train_nll(),
-            "val_nll": float(metrics["val_nll"]),
-            "lr": self._lr,
-        }
-        self.rows.append(row)
-        if self.sink is not None:
-            self.sink(row)
-        epoch = row["epoch"] + 1
-        if not trainer.is_global_zero:
-            return
-        if epoch == 1 or epoch % self.print_every == 0:
-            best = min(r["val_nll"] for r in self.rows)
-            print(f"epoch {epoch:>4}/{trainer.max_epochs}  train_nll {row['train_nll']:.4f}  "
-                  f"val_nll {row['val_nll']:.4f}  best {best:.4f}  lr {row['lr']:.3g}", flush=True)
+    @property
+    def version(self) -> int:
+        return 0
+
+    @property
+    def rows(self) -> list[dict]:
+        return [{"epoch": epoch} | values for epoch, values in sorted(self._rows.items())]
+
+    @rank_zero_only
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        pass
+
+    @rank_zero_only
+    def log_metrics(self, metrics, step=None) -> None:
+        row = self._rows.setdefault(int(step), {"train_nll": math.nan, "val_nll": math.nan,
+                                                 "lr": math.nan})
+        row.update({key: float(value) for key, value in metrics.items() if key in row})
+        # Training metrics arrive last in an epoch (after validation's).
+        if "train_nll" in metrics and time.monotonic() - self._last_print >= self.print_every_s:
+            self._last_print = time.monotonic()
+            best = min(r["val_nll"] for r in self._rows.values())
+            print(f"epoch {step + 1:>4}/{self.max_epochs}  train_nll {row['train_nll']:.4f}  "
+                  f"val_nll {row['val_nll']:.4f}  best {best:.4f}  lr {row['lr']:.3g}",
+                  flush=True)
 
 
 @dataclass(frozen=True)
@@ -128,22 +150,23 @@ class FitResult:
 
 
 def fit(params: Params, train: Split, val: Split, lr: float, out_dir: Path,
-        sink: Callable[[dict], None] | None = None) -> FitResult:
-    """Train with early stopping on validation NLL; keep the best epoch's checkpoint."""
+        logger: Logger | None = None) -> FitResult:
+    """Train with early stopping on validation NLL; keep the best epoch's checkpoint.
+
+    `logger` (e.g. MLflow's) receives the per-epoch curves beside the in-memory history."""
     p = params.train
     pl.seed_everything(p.seed, verbose=False)
     module = DeepNormalModule.from_params(params.model, p, train, lr)
-    # Several optimiser steps per Lightning step (loaders.batch_groups), so the module steps
-    # the optimiser, clips gradients and steps the lr schedule itself.
-    module.automatic_optimization = False
-    history = EpochHistory(sink)
+    history = EpochHistory(p.max_epochs)
     stopper = EarlyStopping(monitor="val_nll", mode="min", patience=p.patience,
                             min_delta=p.min_delta, check_finite=True)
     checkpointer = ModelCheckpoint(dirpath=out_dir, filename="model", monitor="val_nll",
                                    mode="min", save_top_k=1, auto_insert_metric_name=False,
                                    enable_version_counter=False)
     trainer = _trainer(params, max_epochs=p.max_epochs, default_root_dir=out_dir,
-                       callbacks=[history, stopper, checkpointer])
+                       gradient_clip_val=p.gradient_clip,
+                       logger=[history] + ([logger] if logger is not None else []),
+                       callbacks=[stopper, checkpointer])
     if is_main_process():
         print(f"training on {device_description(trainer)}", flush=True)
     trainer.fit(module, datamodule=SplitData(train, val, p.batch_size, p.seed))

@@ -1,0 +1,52 @@
+"""Lightning's MLFlowLogger, sending metrics in a few large batches.
+
+The stock logger makes one synchronous `log_batch` call per `log_metrics` (twice an epoch
+here: validation, then training), and on a SQLite store each call is a transaction of tens
+of milliseconds: measured on our 2-core machines, 300 epochs of the default network took
+13-16 s to fit with it against 8-9 s without a logger (MLflow's asynchronous mode was
+slower still: its writer thread competes with training for the two cores). This subclass
+keeps the rows and sends them every `flush_every_s` seconds, so the MLflow UI still follows
+a long run, and at `finalize`, which Lightning calls when fit ends or fails.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from pytorch_lightning.loggers import MLFlowLogger
+from pytorch_lightning.utilities import rank_zero_only
+
+# MLflow accepts at most 1000 metrics per log_batch.
+MAX_BATCH = 1000
+
+
+class BatchedMLFlowLogger(MLFlowLogger):
+    def __init__(self, *args, flush_every_s: float = 10.0, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.flush_every_s = flush_every_s
+        self._pending: list = []
+        self._last_flush = time.monotonic()
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        from mlflow.entities import Metric
+
+        stamp = int(time.time() * 1000)
+        self._pending += [Metric(key, float(value), stamp, step or 0)
+                          for key, value in metrics.items()]
+        if time.monotonic() - self._last_flush >= self.flush_every_s:
+            self.flush()
+
+    @rank_zero_only
+    def flush(self) -> None:
+        """Send every metric kept so far."""
+        for start in range(0, len(self._pending), MAX_BATCH):
+            self.experiment.log_batch(self.run_id, metrics=self._pending[start:start + MAX_BATCH])
+        self._pending = []
+        self._last_flush = time.monotonic()
+
+    @rank_zero_only
+    def finalize(self, status: str = "success") -> None:
+        self.flush()
+        super().finalize(status)
