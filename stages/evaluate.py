@@ -3,11 +3,15 @@
 Reads params `evaluate`, `generate` and data.source (the oracle exists only for synthetic
 data); the splits; data/train/model.ckpt (loaded weights-only), history.csv, summary.json.
 Writes data/evaluate/:
-  metrics.json     one section per split and predictor (model, linear baseline, oracle);
-                   the DVC metrics
+  metrics.json     one section per split and predictor (model; model_uncalibrated, without
+                   the variance calibration; linear baseline; oracle) and `calibration`
+                   (the sigma scale, the ensemble size); the DVC metrics
   predictions.csv  test inputs, target, mu, sigma and interval bounds
   calibration.csv  observed vs nominal quantile coverage (a DVC plot)
   summary.md       a short markdown report
+When the model scores worse than the homoscedastic line on the validation split, it says so
+(printed, in summary.md and as the run tag quality_warning) and suggests what to try; the
+stage still succeeds.
   plots/*.png      prediction band, learning curves, calibration, PIT, sigma plots
 Logs the metrics (test_nll, test_crps, test_picp_95, ...), plots and files into the
 training run in MLflow (unless it was trained with tracking.enabled false).
@@ -41,10 +45,8 @@ def main() -> None:
     net = load_checkpoint(paths.CHECKPOINT)
 
     synthetic_data = params.data.source == "synthetic"  # only then is there an oracle
-    found = evaluation.predictors(net.predict, splits["train"], params, synthetic_data)
-    predicted = {name: evaluation.predict_all(splits[name], found) for name in ("test", "val")}
-    report = {name: evaluation.score_split(splits[name], predicted[name], p.interval_levels)
-              for name in ("test", "val")}
+    report, predicted = evaluation.evaluate(net, splits, params, p.interval_levels)
+    warning = evaluation.quality_warning(report)
     with staged(paths.EVALUATE) as scratch:
         (scratch / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
         evaluation.predictions_table(splits["test"], *predicted["test"]["model"],
@@ -54,13 +56,16 @@ def main() -> None:
             scratch / "calibration.csv", index=False)
         evaluation.draw(splits["test"], predicted["test"], net.predict, history, summary,
                         scratch / "plots", p.plot_max_points, synthetic_data, params)
-        (scratch / "summary.md").write_text(evaluation.summary_markdown(report, summary))
+        (scratch / "summary.md").write_text(
+            evaluation.summary_markdown(report, summary, warning))
     out = paths.EVALUATE
 
     test = report["test"]
     gap = f", gap to oracle {test['nll_gap']:.4f}" if "nll_gap" in test else ""
     print(f"test NLL {test['model']['nll']:.4f}{gap}, "
           f"95% coverage {test['model'].get('picp_95', float('nan')):.3f}")
+    if warning:
+        print(f"warning: {warning}")
 
     if summary["run_id"] is None:  # trained with tracking.enabled false
         print("the model was trained without tracking: nothing is logged to MLflow")
@@ -74,6 +79,7 @@ def main() -> None:
         mlflow.set_tags(tracking.owner_tags())
         mlflow.log_metrics(evaluation.mlflow_metrics(report))
         mlflow.set_tags({f"evaluate.{key}": str(value) for key, value in p.model_dump().items()})
+        mlflow.set_tag("quality_warning", warning or "none")
         mlflow.log_artifacts(str(out / "plots"), "plots")
         for name in ("metrics.json", "summary.md", "predictions.csv", "calibration.csv"):
             mlflow.log_artifact(str(out / name), "evaluate")

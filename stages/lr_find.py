@@ -17,7 +17,7 @@ from deepnormal import paths, plots
 from deepnormal.config import load_params
 from deepnormal.data import read_split
 from deepnormal.errors import run_stage
-from deepnormal.lr_rule import LrChoice, choose_lr
+from deepnormal.lr_rule import LrChoice
 from deepnormal.outputs import staged
 
 
@@ -27,15 +27,13 @@ def main() -> None:
     params = load_params()
     p = params.lr_find
     train = read_split(paths.PREPARED / "train.csv")
-    if p.fixed_lr is not None:
+    if p.fixed_lr is not None:  # no search: no torch, no Lightning
         lrs, losses = np.array([]), np.array([])
         choice = LrChoice(lr=p.fixed_lr, rule="fixed_lr from params")
     else:
-        from deepnormal.training import range_test  # torch + Lightning: only when searching
+        from deepnormal.training import find_lr
 
-        lrs, losses = range_test(params, train)
-        choice = choose_lr(lrs, losses, divisor=p.divisor, lower_bound=p.lower_bound,
-                           upper_bound=p.upper_bound, fallback_lr=p.fallback_lr)
+        lrs, losses, choice = find_lr(params, train)
     note = choice.rule if choice.fallback_reason is None else (
         f"fallback: {choice.fallback_reason}")
     with staged(paths.LR_FIND) as out:

@@ -81,7 +81,8 @@ def main() -> None:
             result = fit(params, splits["train"], splits["val"], choice.lr, out, logger)
             write_outputs(out, run_id, choice, result)
             mlflow.log_metrics({"best_val_nll": result.best_val_nll,
-                                "best_epoch": result.best_epoch, "epochs_run": result.epochs_run})
+                                "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+                                "sigma_scale": result.sigma_scale})
             mlflow.set_tag("device", result.device)
             mlflow.log_artifact(str(result.checkpoint), "checkpoints")
             mlflow.log_artifact(str(out / paths.HISTORY.name), "train")
@@ -91,7 +92,8 @@ def main() -> None:
 
 def report(result) -> None:
     print(f"best epoch {result.best_epoch} of {result.epochs_run}: "
-          f"val_nll {result.best_val_nll:.4f}; checkpoint {paths.CHECKPOINT}")
+          f"val_nll {result.best_val_nll:.4f}, sigma scale {result.sigma_scale:.3f}; "
+          f"checkpoint {paths.CHECKPOINT}")
 
 
 def logged_params(params, splits, choice) -> dict:
@@ -119,6 +121,7 @@ def write_outputs(out, run_id, choice, result) -> None:
         "best_val_nll": result.best_val_nll,
         "epochs_run": result.epochs_run,
         "stopped_early": result.stopped_early,
+        "sigma_scale": result.sigma_scale,
         "device": result.device,
     }
     (out / paths.TRAIN_SUMMARY.name).write_text(json.dumps(summary, indent=2) + "\n")

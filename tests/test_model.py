@@ -1,14 +1,24 @@
-"""The network, its Lightning wrapper and checkpoints, on the real trainer."""
+"""The network (a deep ensemble), its Lightning wrapper, calibration and checkpoints, on the
+real trainer."""
 
 
 import numpy as np
 import pytest
 import torch
+from scipy import stats as scipy_stats
 
+from deepnormal import metrics
 from deepnormal.config import ModelParams, Params, TrainParams
 from deepnormal.data import Split
 from deepnormal.errors import DeepnormalError
-from deepnormal.network import DeepNormalNet, load_checkpoint, standardisation
+from deepnormal.loaders import MemberBatches
+from deepnormal.network import (
+    DeepNormalNet,
+    calibration_factor,
+    load_checkpoint,
+    mixture_moments,
+    standardisation,
+)
 
 
 def split(n: int, seed: int) -> Split:
@@ -29,7 +39,7 @@ def test_standardisation_round_trip():
     np.testing.assert_allclose(net.y_mean + net.y_std * z.numpy(), data.target, rtol=1e-5,
                                atol=1e-4)
     # Predictions come back in original units: sigma scales with y_std.
-    mu_z, sigma_z = net.standardised(torch.zeros(3, 1))
+    mu_z, sigma_z = (values[0] for values in net.members(torch.zeros(3, 1)))
     mu, sigma = net(torch.zeros(3, 1))
     np.testing.assert_allclose(sigma.detach(), sigma_z.detach() * stats["y_std"], rtol=1e-6)
     np.testing.assert_allclose(mu.detach(), stats["y_mean"] + mu_z.detach() * stats["y_std"],
@@ -38,8 +48,81 @@ def test_standardisation_round_trip():
 
 def test_reference_architecture_is_available():
     net = DeepNormalNet(1, [10], "sigmoid", 0.0, [0.0], [1.0], 0.0, 1.0)
-    linear = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
-    assert [(m.in_features, m.out_features) for m in linear] == [(1, 10), (10, 1), (10, 1)]
+    shapes = [tuple(parameter.shape) for name, parameter in net.named_parameters()
+              if name.endswith("weight")]
+    assert shapes == [(1, 1, 10), (1, 10, 1), (1, 10, 1)]  # one member: Linear(1, 10), heads
+
+
+def test_ensemble_members_are_independent_networks_in_one():
+    members = 4
+    net = DeepNormalNet(3, [8, 8], "silu", 1e-4, [0.0] * 3, [1.0] * 3, 0.0, 1.0, "softplus",
+                        members)
+    x = torch.randn(6, 3)
+    mu_z, sigma_z = net.members(x)  # the same rows for every member
+    assert mu_z.shape == sigma_z.shape == (members, 6)
+    assert len({round(float(value), 6) for value in mu_z[:, 0]}) == members  # own init
+    # Member m of the batched network computes exactly what its own weights alone would.
+    m = 2
+    hidden = x
+    for layer in net.body:
+        hidden = (hidden @ layer.weight[m] + layer.bias[m][0]
+                  if hasattr(layer, "weight") else layer(hidden))
+    alone = (hidden @ net.mean_head.weight[m] + net.mean_head.bias[m][0]).squeeze(-1)
+    torch.testing.assert_close(mu_z[m], alone)
+    # A batch per member, [M, B, d], gives [M, B] as well.
+    assert net.members(torch.randn(members, 5, 3))[0].shape == (members, 5)
+    mu, sigma = net(x)
+    assert mu.shape == sigma.shape == (6,)
+
+
+def test_each_member_draws_its_own_batches_of_every_row():
+    sampler = MemberBatches(rows=10, batch_size=4, members=3, seed=0)
+    epochs = []
+    for epoch in range(2):
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        assert [tuple(b.shape) for b in batches] == [(3, 4), (3, 4), (3, 2)]
+        order = torch.cat(batches, dim=1)
+        for member in order:
+            assert sorted(member.tolist()) == list(range(10))  # every row, once
+        assert len({tuple(member.tolist()) for member in order}) == 3  # own orders
+        epochs.append(order)
+    assert not torch.equal(epochs[0], epochs[1])  # a new shuffle each epoch
+    # Two DDP ranks split every member's shuffle between them and take equal steps.
+    ranks = [MemberBatches(10, 4, 3, seed=0, rank=r, world_size=2) for r in (0, 1)]
+    shards = [torch.cat(list(ranked), dim=1) for ranked in ranks]
+    assert [len(list(ranked)) for ranked in ranks] == [2, 2]
+    for member in range(3):
+        together = shards[0][member].tolist() + shards[1][member].tolist()
+        assert sorted(together) == list(range(10))
+
+
+def test_mixture_moments_and_nll_match_a_direct_computation():
+    rng = np.random.default_rng(0)
+    mu, sigma = rng.normal(size=(5, 50)), rng.uniform(0.2, 2.0, size=(5, 50))
+    mean, std = mixture_moments(torch.tensor(mu), torch.tensor(sigma))
+    direct_mean = mu.mean(axis=0)
+    direct_variance = (sigma**2 + mu**2).mean(axis=0) - direct_mean**2
+    np.testing.assert_allclose(mean.numpy(), direct_mean, rtol=1e-12)
+    np.testing.assert_allclose(std.numpy() ** 2, direct_variance, rtol=1e-10)
+    y = rng.normal(size=50)
+    density = scipy_stats.norm.pdf(y, mu, sigma).mean(axis=0)
+    assert metrics.mixture_nll(y, mu, sigma) == pytest.approx(-np.log(density).mean(),
+                                                                rel=1e-10)
+    # One member: the mixture is that Gaussian.
+    assert metrics.mixture_nll(y, mu[:1], sigma[:1]) == pytest.approx(
+        metrics.gaussian_nll(y, mu[0], sigma[0]), rel=1e-12)
+
+
+def test_calibration_factor_recovers_a_known_scale():
+    rng = np.random.default_rng(1)
+    mu, sigma = rng.normal(size=100_000), rng.uniform(0.5, 2.0, size=100_000)
+    y = mu + 2.0 * sigma * rng.normal(size=100_000)  # the predicted sigma is half the truth
+    s = calibration_factor(*(torch.tensor(v) for v in (y, mu, sigma)))
+    assert s == pytest.approx(2.0, rel=0.01)
+    # It is the minimiser of the NLL of N(mu, (s sigma)^2).
+    nll = [metrics.gaussian_nll(y, mu, factor * sigma) for factor in (0.95 * s, s, 1.05 * s)]
+    assert nll[1] < nll[0] and nll[1] < nll[2]
 
 
 def tiny_params(model: ModelParams, train: TrainParams) -> Params:
@@ -71,7 +154,7 @@ def trained(tmp_path_factory, store):
     send = logger.experiment.log_batch
     logger.batches_sent = []
     logger.experiment.log_batch = lambda *a, **k: (logger.batches_sent.append(k), send(*a, **k))
-    params = tiny_params(ModelParams(hidden_sizes=[16]),
+    params = tiny_params(ModelParams(hidden_sizes=[16], ensemble_size=3, calibrate_sigma=True),
                          TrainParams(max_epochs=15, patience=15, batch_size=64,
                                      lr_schedule="cosine"))
     result = fit(params, split(400, 1), split(200, 2), lr=0.01,
@@ -119,6 +202,22 @@ def test_checkpoint_reload_predicts_identically_under_weights_only(trained):
     np.testing.assert_array_equal(mu, mu_ref.double().numpy())
     np.testing.assert_array_equal(sigma, sigma_ref.double().numpy())
     assert np.all(sigma > 0)
+    # The ensemble and its calibration factor came back with the weights.
+    assert net.ensemble_size == 3
+    assert float(net.sigma_scale) == pytest.approx(trained.sigma_scale) != 1.0
+    _, raw_sigma = net.predict(x, calibrated=False)
+    np.testing.assert_allclose(sigma, raw_sigma * trained.sigma_scale, rtol=1e-6)
+
+
+def test_the_checkpoints_sigma_scale_fits_its_own_validation_predictions(trained):
+    trained, _ = trained
+    net = load_checkpoint(trained.checkpoint)
+    val = split(200, 2)
+    mu, sigma = net.predict(val.features, calibrated=False)
+    s = calibration_factor(*(torch.tensor(v) for v in (val.target, mu, sigma)))
+    assert s == pytest.approx(trained.sigma_scale, rel=1e-4)
+    assert metrics.gaussian_nll(val.target, *net.predict(val.features)) <= metrics.gaussian_nll(
+        val.target, mu, sigma)
 
 
 class _Payload:

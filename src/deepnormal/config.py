@@ -84,6 +84,8 @@ class ModelParams(_Section):
     scale_link: Literal["softplus", "exp", "square"] = "square"
     sigma_floor: float = Field(1e-4, ge=0.0, le=1.0)
     standardize: bool = True
+    ensemble_size: int = Field(5, ge=1, le=64)
+    calibrate_sigma: bool = True
 
     @model_validator(mode="after")
     def _check(self) -> ModelParams:

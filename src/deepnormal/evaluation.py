@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -12,17 +13,23 @@ from deepnormal import metrics, plots, synthetic
 from deepnormal.baselines import LinearGaussian
 from deepnormal.config import Params
 from deepnormal.data import Split
+from deepnormal.network import DeepNormalNet
 from deepnormal.predict import with_intervals
 
 Predictor = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 Predictions = dict[str, tuple[np.ndarray, np.ndarray]]  # predictor name -> (mu, sigma)
+SCORED_SPLITS = ("test", "val")
 
 
-def predictors(model: Predictor, train: Split, params: Params,
+def predictors(net: DeepNormalNet, train: Split, params: Params,
                synthetic_data: bool) -> dict[str, Predictor]:
-    """The model, the homoscedastic linear baseline and, for synthetic data, the oracle."""
+    """The model; without its variance calibration when it has one; the homoscedastic
+    linear baseline; and, for synthetic data, the oracle."""
     linear = LinearGaussian.fit(train.features, train.target)
-    found = {"model": model, "linear": linear.predict}
+    found = {"model": net.predict}
+    if float(net.sigma_scale) != 1.0:
+        found["model_uncalibrated"] = partial(net.predict, calibrated=False)
+    found["linear"] = linear.predict
     if synthetic_data:
         g = params.generate
         found["oracle"] = lambda f: (synthetic.true_mean(f[:, 0], g),
@@ -35,21 +42,54 @@ def predict_all(split: Split, predictors: dict[str, Predictor]) -> Predictions:
     return {name: predict(split.features) for name, predict in predictors.items()}
 
 
-def score_split(split: Split, predictions: Predictions, levels: list[float]) -> dict:
-    """One section per predictor, plus the model's NLL gap to the oracle when there is one."""
+def score_split(split: Split, predictions: Predictions, levels: list[float],
+                members: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+    """One section per predictor, plus the model's NLL gap to the oracle when there is one.
+    With the ensemble members' predictions, the model's section also holds the exact
+    mixture NLL (`mixture_nll`) beside the NLL of its moment-matched Gaussian (`nll`)."""
     section = {}
     for name, (mu, sigma) in predictions.items():
         section[name] = metrics.score(split.target, mu, sigma, levels)
+    if members is not None:
+        section["model"]["mixture_nll"] = metrics.mixture_nll(split.target, *members)
     if "oracle" in section:
         section["nll_gap"] = section["model"]["nll"] - section["oracle"]["nll"]
     return section
+
+
+def evaluate(net: DeepNormalNet, splits: dict[str, Split], params: Params,
+             levels: list[float]) -> tuple[dict, dict[str, Predictions]]:
+    """Score the model and its baselines on the test and validation splits: (the report
+    written to metrics.json, the predictions per split for tables and plots)."""
+    found = predictors(net, splits["train"], params, params.data.source == "synthetic")
+    predicted = {name: predict_all(splits[name], found) for name in SCORED_SPLITS}
+    report = {name: score_split(splits[name], predicted[name], levels,
+                                net.predict_members(splits[name].features))
+              for name in SCORED_SPLITS}
+    report["calibration"] = {"sigma_scale": float(net.sigma_scale),
+                             "ensemble_size": net.ensemble_size}
+    return report, predicted
+
+
+def quality_warning(report: dict) -> str | None:
+    """A warning when the model does worse than the homoscedastic line on the validation
+    split: its predicted distributions should then not be trusted."""
+    model, line = report["val"]["model"]["nll"], report["val"]["linear"]["nll"]
+    if model <= line:
+        return None
+    return (f"the model's validation NLL ({model:.4f}) is worse than the homoscedastic "
+            f"line's ({line:.4f}): do not trust its predicted uncertainty. Try more weight "
+            "decay (-S train.weight_decay=0.01), a smaller network "
+            "(-S 'model.hidden_sizes=[16]'), or rerun the lr search if its result is stale "
+            "(dvc repro --force -s lr_find)")
 
 
 def mlflow_metrics(report: dict) -> dict[str, float]:
     """Flat names for MLflow: test_nll, test_picp_95, test_linear_nll, test_nll_gap, and
     val_split_* for the validation split (val_nll is the per-epoch training curve)."""
     flat = {}
-    for split, section in report.items():
+    for split in SCORED_SPLITS:
+        section = report[split]
         prefix = "test" if split == "test" else "val_split"
         for predictor, values in section.items():
             if not isinstance(values, dict):
@@ -110,13 +150,19 @@ def draw(test: Split, predictions: Predictions, model: Predictor, history: list[
     return paths
 
 
-def summary_markdown(report: dict, train_summary: dict) -> str:
+def summary_markdown(report: dict, train_summary: dict, warning: str | None = None) -> str:
     test = report["test"]
+    calibration = report["calibration"]
     lines = [
         "# deepnormal run summary",
         "",
+        *([f"**Warning: {warning}.**", ""] if warning else []),
         f"- learning rate: {train_summary['lr']:.4g} ({train_summary['lr_rule']})",
         f"- epochs run: {train_summary['epochs_run']}, best epoch: {train_summary['best_epoch']}",
+        f"- ensemble of {calibration['ensemble_size']} network(s); sigma scaled by "
+        f"{calibration['sigma_scale']:.4f} (fitted on the validation split; 1: none)",
+        f"- exact mixture NLL of the members on the test split: "
+        f"{test['model']['mixture_nll']:.4f} (the table scores the one Gaussian predicted)",
         "",
         "| predictor | test NLL | CRPS | RMSE | 95% coverage | calibration error |",
         "|---|---|---|---|---|---|",

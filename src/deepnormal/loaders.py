@@ -1,24 +1,22 @@
-"""Mini-batches straight from in-memory tensors.
+"""Mini-batches straight from in-memory tensors, one per ensemble member.
 
-One fancy-index per batch (a BatchSampler handing whole index lists to a TensorDataset)
-instead of collating `batch_size` single rows, so the data loader never dominates a step.
-Under DDP each process draws its own shard of the training rows (DistributedSampler, built
-here because Lightning's automatic sampler injection cannot wrap a batch-level sampler),
-and every process scores the whole validation split, so all ranks agree on val_nll.
+Each training step takes a [M, B] tensor of row indices (one mini-batch per member) and
+indexes the whole split with it: one fancy-index per step instead of collating rows, so the
+loader never dominates a step. Every member draws its own shuffle of the rows each epoch
+(seeded by train.seed, the member and the epoch), so members see different batch orders.
+Under DDP each process takes its share of every shuffle (built here: Lightning's automatic
+sampler injection cannot wrap this sampler), and every process scores the whole validation
+split, so all ranks agree on val_nll.
 """
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import (
-    BatchSampler,
-    DataLoader,
-    DistributedSampler,
-    RandomSampler,
-    SequentialSampler,
-    TensorDataset,
-)
+from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from deepnormal.data import Split
 
@@ -29,44 +27,60 @@ def tensors(split: Split) -> TensorDataset:
                          torch.tensor(split.target, dtype=torch.float32))
 
 
-class _Batches(BatchSampler):
-    """A BatchSampler that passes Lightning's per-epoch `set_epoch` on to its sampler: a
-    DistributedSampler needs it for a new shuffle each epoch, and Lightning only looks for
-    it on a loader's `sampler` (here, this object)."""
+class MemberBatches(Sampler):
+    """[members, batch_size] row indices per step; a fresh seeded shuffle per member and
+    epoch (Lightning calls `set_epoch`). With world_size > 1, this rank's share of every
+    shuffle, padded by wrapping around (as DistributedSampler does) so all ranks take the
+    same number of steps."""
+
+    def __init__(self, rows: int, batch_size: int, members: int, seed: int, rank: int = 0,
+                 world_size: int = 1) -> None:
+        self.rows, self.batch_size, self.members, self.seed = rows, batch_size, members, seed
+        self.rank, self.world_size = rank, world_size
+        self.per_rank = math.ceil(rows / world_size)
+        self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
-        if isinstance(self.sampler, DistributedSampler):
-            self.sampler.set_epoch(epoch)
+        self.epoch = epoch
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        orders = np.stack([rng.permutation(self.rows) for _ in range(self.members)])
+        padding = self.per_rank * self.world_size - self.rows
+        orders = np.concatenate([orders, orders[:, :padding]], axis=1)
+        mine = torch.from_numpy(orders[:, self.rank::self.world_size])
+        for start in range(0, self.per_rank, self.batch_size):
+            yield mine[:, start:start + self.batch_size]
+
+    def __len__(self) -> int:
+        return math.ceil(self.per_rank / self.batch_size)
 
 
-def batches(split: Split, batch_size: int, shuffle: bool, seed: int = 0, rank: int = 0,
-            world_size: int = 1) -> DataLoader:
-    """(x, y) mini-batches, reshuffled every epoch with a seeded generator when `shuffle`;
-    with world_size > 1, this rank's shard of the rows."""
-    dataset = tensors(split)
-    if world_size > 1:
-        sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank,
-                                     shuffle=shuffle, seed=seed)
-    elif shuffle:
-        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
-    else:
-        sampler = SequentialSampler(dataset)
-    return DataLoader(dataset, batch_size=None,
-                      sampler=_Batches(sampler, batch_size, drop_last=False))
+def member_batches(split: Split, batch_size: int, members: int, seed: int, rank: int = 0,
+                   world_size: int = 1) -> DataLoader:
+    """Training batches: (x [M, B, d], y [M, B]) per step."""
+    sampler = MemberBatches(len(split), batch_size, members, seed, rank, world_size)
+    return DataLoader(tensors(split), batch_size=None, sampler=sampler)
+
+
+def whole(split: Split) -> DataLoader:
+    """The whole split as one batch (x [n, d], y [n]): validation."""
+    return DataLoader(tensors(split), batch_size=None, sampler=[torch.arange(len(split))])
 
 
 class SplitData(pl.LightningDataModule):
-    """Shuffled training mini-batches, sharded by the trainer's rank; the whole validation
-    split as one batch. Loaders are built once the trainer knows its rank and world size."""
+    """Training batches sharded by the trainer's rank; the whole validation split as one
+    batch. Loaders are built once the trainer knows its rank and world size."""
 
-    def __init__(self, train: Split, val: Split, batch_size: int, seed: int) -> None:
+    def __init__(self, train: Split, val: Split, batch_size: int, members: int,
+                 seed: int) -> None:
         super().__init__()
         self.train, self.val = train, val
-        self.batch_size, self.seed = batch_size, seed
+        self.batch_size, self.members, self.seed = batch_size, members, seed
 
     def train_dataloader(self) -> DataLoader:
-        return batches(self.train, self.batch_size, shuffle=True, seed=self.seed,
-                       rank=self.trainer.global_rank, world_size=self.trainer.world_size)
+        return member_batches(self.train, self.batch_size, self.members, self.seed,
+                              rank=self.trainer.global_rank, world_size=self.trainer.world_size)
 
     def val_dataloader(self) -> DataLoader:
-        return batches(self.val, len(self.val), shuffle=False)
+        return whole(self.val)

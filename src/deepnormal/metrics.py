@@ -7,7 +7,7 @@ the 0.5*log(2*pi) constant that torch.nn.GaussianNLLLoss drops by default).
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import ndtr, ndtri
+from scipy.special import logsumexp, ndtr, ndtri
 
 HALF_LOG_2PI = 0.5 * np.log(2.0 * np.pi)
 # Levels at which the calibration curve and the quantile calibration error are read.
@@ -17,6 +17,14 @@ CALIBRATION_LEVELS = np.linspace(0.05, 0.95, 19)
 def gaussian_nll(y: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> float:
     z = (y - mu) / sigma
     return float(np.mean(HALF_LOG_2PI + np.log(sigma) + 0.5 * z**2))
+
+
+def mixture_nll(y: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> float:
+    """Exact NLL of an equal-weight Gaussian mixture: members along the first axis of mu and
+    sigma ([M, n]), mean over the n points."""
+    z = (y - mu) / sigma
+    log_densities = -HALF_LOG_2PI - np.log(sigma) - 0.5 * z**2
+    return float(np.mean(np.log(len(mu)) - logsumexp(log_densities, axis=0)))
 
 
 def gaussian_crps(y: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> float:

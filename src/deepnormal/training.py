@@ -22,7 +22,9 @@ from deepnormal.config import Params
 from deepnormal.data import Split
 from deepnormal.errors import DeepnormalError
 from deepnormal.lightning_module import DIVERGENCE_ADVICE, DeepNormalModule
-from deepnormal.loaders import SplitData, batches
+from deepnormal.loaders import SplitData, member_batches
+from deepnormal.lr_rule import LrChoice, choose_lr
+from deepnormal.network import load_checkpoint
 
 # The stages print what matters themselves (the device, progress, the result). Lightning's
 # info lines (accelerator banners, tips, checkpoint restores) would repeat for every Trainer.
@@ -80,7 +82,8 @@ def range_test(params: Params, train: Split) -> tuple[np.ndarray, np.ndarray]:
     pl.seed_everything(params.train.seed, verbose=False)
     module = DeepNormalModule.from_params(params.model, params.train, train,
                                           lr=params.lr_find.min_lr)
-    loader = batches(train, params.train.batch_size, shuffle=True, seed=params.train.seed)
+    loader = member_batches(train, params.train.batch_size, params.model.ensemble_size,
+                            seed=params.train.seed)
     steps = params.lr_find.num_steps
     with tempfile.TemporaryDirectory(prefix="deepnormal-lr-find-") as workdir:
         # One device whatever compute.devices says: the range test is short and serial.
@@ -94,6 +97,15 @@ def range_test(params: Params, train: Split) -> tuple[np.ndarray, np.ndarray]:
     if finder is None:
         return np.array([]), np.array([])
     return np.asarray(finder.results["lr"], float), np.asarray(finder.results["loss"], float)
+
+
+def find_lr(params: Params, train: Split) -> tuple[np.ndarray, np.ndarray, LrChoice]:
+    """The lr_find stage's search: the range test's curve (lrs, smoothed losses) and the lr
+    the rule (lr_rule.choose_lr) picks from it."""
+    p = params.lr_find
+    lrs, losses = range_test(params, train)
+    return lrs, losses, choose_lr(lrs, losses, divisor=p.divisor, lower_bound=p.lower_bound,
+                                  upper_bound=p.upper_bound, fallback_lr=p.fallback_lr)
 
 
 class EpochHistory(Logger):
@@ -147,6 +159,7 @@ class FitResult:
     epochs_run: int
     stopped_early: bool
     device: str
+    sigma_scale: float  # the best checkpoint's variance calibration factor (1: none)
 
 
 def fit(params: Params, train: Split, val: Split, lr: float, out_dir: Path,
@@ -169,7 +182,8 @@ def fit(params: Params, train: Split, val: Split, lr: float, out_dir: Path,
                        callbacks=[stopper, checkpointer])
     if is_main_process():
         print(f"training on {device_description(trainer)}", flush=True)
-    trainer.fit(module, datamodule=SplitData(train, val, p.batch_size, p.seed))
+    trainer.fit(module, datamodule=SplitData(train, val, p.batch_size,
+                                             params.model.ensemble_size, p.seed))
     rows = history.rows
     diverged = [r["epoch"] for r in rows if not math.isfinite(r["val_nll"])]
     if diverged:
@@ -178,12 +192,14 @@ def fit(params: Params, train: Split, val: Split, lr: float, out_dir: Path,
             f"{DIVERGENCE_ADVICE}"
         )
     best = min(range(len(rows)), key=lambda i: rows[i]["val_nll"])
+    checkpoint = Path(checkpointer.best_model_path)
     return FitResult(
-        checkpoint=Path(checkpointer.best_model_path),
+        checkpoint=checkpoint,
         history=rows,
         best_epoch=rows[best]["epoch"],
         best_val_nll=rows[best]["val_nll"],
         epochs_run=len(rows),
         stopped_early=stopper.stopped_epoch > 0,
         device=device_description(trainer),
+        sigma_scale=float(load_checkpoint(checkpoint).sigma_scale),
     )
