@@ -1,48 +1,305 @@
-"""Benchmark: model quality on the reference data, data seeds 0-4, default params.
+"""Benchmark: how good the default model is, on the reference problem and on real tables.
 
-    python benchmarks/quality.py [--seeds 0,1,2,3,4]
+    python benchmarks/quality.py [--quick] [--only reference tables] [--set section.key=value]
 
-For each seed, runs the whole pipeline (`dvc repro` with generate.seed set) in a temporary
-copy of the repository and prints the chosen lr, epochs run, test NLL, oracle NLL, the gap
-and the 95% interval coverage; then the mean and worst gap.
-Targets (issue "Model quality"): mean gap <= 0.10, worst <= 0.15, coverage in [0.93, 0.97].
+Every fit runs in this process through the library the stages use, on the splits the
+generate stage would write (written and read back as CSV): the lr_find stage's range test and
+rule, the train stage's fit on the real Lightning Trainer, evaluate's scores. Params are
+params.yaml's, with any --set on top.
+
+Reference problem (the default data set, where the true distribution is known):
+  - data seeds 0-4 with train seed 0: test NLL, the oracle's, the gap, 95% coverage;
+  - train seeds 0-4 on data seed 0: the spread (max - min) of the gap;
+  - data seed 0 again in a child process with torch's CPU kernels forced to the baseline
+    instruction set (ATEN_CPU_CAPABILITY=default), standing in for another machine.
+Real tables (examples/): diabetes, engel, wage, five random splits each (generate.seed 0-4):
+the default model, the same recipe as a single network (model.ensemble_size=1) and the
+homoscedastic line; test NLL, 95% coverage, the worst split against the line.
+Then one summary against the targets. About 25 minutes on our 2-core machines; --quick
+(data seeds 0-1, train seeds 0-1, two splits per table, no child process) about 6.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
+import os
+import statistics
+import subprocess
 import sys
 import tempfile
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.conftest import copy_repo, dvc, edit_params
+import yaml
+
+from deepnormal.config import Params, parse_params
+
+REPO = Path(__file__).resolve().parents[1]
+
+TABLES = {  # name: (file, target); every other column is a feature
+    "diabetes": ("examples/diabetes.csv", "progression"),
+    "engel": ("examples/engel.csv", "foodexp"),
+    "wage": ("examples/wage.csv", "wage"),
+}
+TARGETS = {
+    "reference mean gap": 0.08, "reference worst gap": 0.12, "train-seed spread": 0.04,
+    "kernel-set difference": 0.04, "coverage low": 0.93, "coverage high": 0.97,
+    "table margin": 0.05, "table coverage low": 0.90, "table coverage high": 0.98,
+    "ensemble time ratio": 2.0,
+}
+
+
+@dataclass
+class Fit:
+    """One pipeline run's figures."""
+
+    problem: str
+    data_seed: int
+    train_seed: int
+    ensemble_size: int
+    lr: float
+    epochs: int
+    fit_seconds: float
+    sigma_scale: float
+    nll: float
+    nll_uncalibrated: float
+    mixture_nll: float
+    coverage_95: float
+    line_nll: float
+    line_coverage_95: float
+    oracle_nll: float | None = None
+
+    @property
+    def gap(self) -> float:
+        return self.nll - self.oracle_nll
+
+
+def params_with(overrides: dict[str, object]) -> Params:
+    """params.yaml with `section.key` overrides on top, validated."""
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    for key, value in overrides.items():
+        section, name = key.split(".")
+        raw[section][name] = value
+    return parse_params(raw)
+
+
+def splits_for(params: Params, workdir: Path) -> dict:
+    """The splits the generate stage writes for these params, read back as the stages do."""
+    import pandas as pd
+
+    from deepnormal import synthetic
+    from deepnormal.data import (
+        SYNTHETIC_COLUMNS,
+        load_table,
+        prepare_table,
+        read_splits,
+        split_indices,
+        write_split,
+    )
+
+    g, d = params.generate, params.data
+    if d.source == "synthetic":
+        x, y = synthetic.sample(g)
+        frame = pd.DataFrame(dict(zip(SYNTHETIC_COLUMNS, (x, y), strict=True)))
+        parts = {name: frame.iloc[index] for name, index in
+                 split_indices(g.n, g.val_fraction, g.test_fraction, g.seed).items()}
+    else:
+        parts, _ = prepare_table(load_table(REPO / d.path), d.features, d.target, None, False,
+                                 d.path, (g.val_fraction, g.test_fraction, g.seed))
+    for name, part in parts.items():
+        write_split(part, workdir / f"{name}.csv")
+    return read_splits(workdir)
+
+
+def run_pipeline(problem: str, overrides: dict[str, object], extra: dict[str, object]) -> Fit:
+    """generate -> lr_find -> train -> evaluate for one problem, in this process."""
+    from deepnormal.evaluation import evaluate
+    from deepnormal.network import load_checkpoint
+    from deepnormal.training import find_lr, fit
+
+    params = params_with(extra | overrides)
+    with tempfile.TemporaryDirectory(prefix="deepnormal-quality-") as tmp:
+        splits = splits_for(params, Path(tmp))
+        start = time.perf_counter()
+        quiet = io.StringIO()  # the stages' progress lines, the lr finder's progress bar
+        with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+            _, _, choice = find_lr(params, splits["train"])
+            result = fit(params, splits["train"], splits["val"], choice.lr, Path(tmp) / "out")
+        seconds = time.perf_counter() - start
+        report, _ = evaluate(load_checkpoint(result.checkpoint), splits, params, [0.95])
+    test = report["test"]
+    uncalibrated = test.get("model_uncalibrated", test["model"])
+    return Fit(problem, params.generate.seed, params.train.seed, params.model.ensemble_size,
+               choice.lr, result.epochs_run, seconds, result.sigma_scale, test["model"]["nll"],
+               uncalibrated["nll"], test["model"]["mixture_nll"], test["model"]["picp_95"],
+               test["linear"]["nll"], test["linear"]["picp_95"],
+               test["oracle"]["nll"] if "oracle" in test else None)
+
+
+def table_overrides(name: str) -> dict[str, object]:
+    import pandas as pd
+
+    path, target = TABLES[name]
+    columns = list(pd.read_csv(REPO / path, nrows=1).columns)
+    return {"data.source": "file", "data.path": path, "data.target": target,
+            "data.features": [c for c in columns if c != target]}
+
+
+def in_child(overrides: dict[str, object], extra: dict[str, object], env: dict) -> Fit:
+    """One reference run in a fresh process with extra environment (torch reads
+    ATEN_CPU_CAPABILITY when it is imported)."""
+    command = [sys.executable, __file__, "--child", json.dumps([overrides, extra])]
+    result = subprocess.run(command, env=os.environ | env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"child run failed:\n{result.stderr[-3000:]}")
+    return Fit(**json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def print_rows(title: str, header: list[str], rows: list[list]) -> None:
+    print(f"\n{title}")
+    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(header)]
+    print("  ".join(str(h).rjust(w) for h, w in zip(header, widths, strict=True)))
+    for row in rows:
+        print("  ".join(str(v).rjust(w) for v, w in zip(row, widths, strict=True)), flush=True)
+
+
+def reference(quick: bool, extra: dict) -> dict:
+    seeds = [0, 1] if quick else [0, 1, 2, 3, 4]
+    fits = [run_pipeline("reference", {"generate.seed": s}, extra) for s in seeds]
+    print_rows("Reference problem, data seeds (train seed 0)",
+               ["data seed", "lr", "epochs", "fit s", "sigma scale", "test NLL", "uncalibrated",
+                "mixture", "oracle", "gap", "cov95"],
+               [[f.data_seed, f"{f.lr:.3g}", f.epochs, f"{f.fit_seconds:.0f}",
+                 f"{f.sigma_scale:.3f}", f"{f.nll:.4f}", f"{f.nll_uncalibrated:.4f}",
+                 f"{f.mixture_nll:.4f}", f"{f.oracle_nll:.4f}", f"{f.gap:.4f}",
+                 f"{f.coverage_95:.3f}"] for f in fits])
+    train_fits = [fits[0]] + [run_pipeline("reference", {"train.seed": s}, extra)
+                              for s in seeds[1:]]
+    print_rows("Reference problem, train seeds (data seed 0)",
+               ["train seed", "lr", "epochs", "gap", "cov95"],
+               [[f.train_seed, f"{f.lr:.3g}", f.epochs, f"{f.gap:.4f}", f"{f.coverage_95:.3f}"]
+                for f in train_fits])
+    machine = None if quick else in_child({}, extra, {"ATEN_CPU_CAPABILITY": "default"})
+    if machine is not None:
+        import torch
+
+        print_rows("Reference problem, data seed 0, another CPU kernel set",
+                   ["kernels", "epochs", "gap", "cov95"],
+                   [[torch.backends.cpu.get_cpu_capability(), fits[0].epochs,
+                     f"{fits[0].gap:.4f}", f"{fits[0].coverage_95:.3f}"],
+                    ["default (forced)", machine.epochs, f"{machine.gap:.4f}",
+                     f"{machine.coverage_95:.3f}"]])
+    single = run_pipeline("reference", {"model.ensemble_size": 1}, extra)
+    gaps = [f.gap for f in fits]
+    spread = [f.gap for f in train_fits]
+    return {
+        "mean gap": statistics.mean(gaps), "worst gap": max(gaps),
+        "coverage": (min(f.coverage_95 for f in fits), max(f.coverage_95 for f in fits)),
+        "train-seed spread": max(spread) - min(spread),
+        "kernel-set difference": None if machine is None else abs(machine.gap - fits[0].gap),
+        "ensemble time ratio": fits[0].fit_seconds / single.fit_seconds,
+        "single": single, "fits": fits,
+    }
+
+
+def tables(quick: bool, extra: dict) -> dict:
+    seeds = [0, 1] if quick else [0, 1, 2, 3, 4]
+    found = {}
+    for name in TABLES:
+        rows, fits = [], {}
+        for members in ("default", 1):
+            size = {} if members == "default" else {"model.ensemble_size": 1}
+            fits[members] = [run_pipeline(name, table_overrides(name) | size |
+                                          {"generate.seed": s}, extra) for s in seeds]
+        for default, single in zip(fits["default"], fits[1], strict=True):
+            rows.append([default.data_seed, f"{default.line_nll:.3f}", f"{single.nll:.3f}",
+                         f"{default.nll:.3f}", f"{default.nll - default.line_nll:+.3f}",
+                         f"{default.line_coverage_95:.3f}", f"{single.coverage_95:.3f}",
+                         f"{default.coverage_95:.3f}", f"{default.sigma_scale:.2f}",
+                         default.epochs])
+        size = fits["default"][0].ensemble_size
+        print_rows(f"{name} ({TABLES[name][0]}), random splits",
+                   ["split", "line NLL", "single NLL", f"M={size} NLL", "M - line",
+                    "line cov95", "single cov95", f"M={size} cov95", "sigma scale", "epochs"],
+                   rows)
+        found[name] = fits
+    return found
+
+
+def summary(ref: dict | None, found: dict | None) -> None:
+    t = TARGETS
+    lines = []
+
+    def check(label: str, value: str, ok: bool) -> None:
+        lines.append([label, value, "met" if ok else "NOT MET"])
+
+    if ref:
+        check(f"reference mean gap <= {t['reference mean gap']}", f"{ref['mean gap']:.4f}",
+              ref["mean gap"] <= t["reference mean gap"])
+        check(f"reference worst gap <= {t['reference worst gap']}", f"{ref['worst gap']:.4f}",
+              ref["worst gap"] <= t["reference worst gap"])
+        low, high = ref["coverage"]
+        check(f"reference 95% coverage in [{t['coverage low']}, {t['coverage high']}]",
+              f"{low:.3f}..{high:.3f}", t["coverage low"] <= low and high <= t["coverage high"])
+        check(f"train-seed spread of the gap <= {t['train-seed spread']}",
+              f"{ref['train-seed spread']:.4f}", ref["train-seed spread"] <= t["train-seed spread"])
+        if ref["kernel-set difference"] is not None:
+            check(f"gap difference, native vs default kernels <= {t['kernel-set difference']}",
+                  f"{ref['kernel-set difference']:.4f}",
+                  ref["kernel-set difference"] <= t["kernel-set difference"])
+        check(f"fit time, default ensemble / single network <= {t['ensemble time ratio']}",
+              f"{ref['ensemble time ratio']:.2f}",
+              ref["ensemble time ratio"] <= t["ensemble time ratio"])
+    for name, fits in (found or {}).items():
+        default, single = fits["default"], fits[1]
+        worst = max(f.nll - f.line_nll for f in default)
+        mean = statistics.mean(f.nll for f in default)
+        line = statistics.mean(f.line_nll for f in default)
+        coverage = statistics.mean(f.coverage_95 for f in default)
+        check(f"{name}: no split above the line + {t['table margin']}", f"worst {worst:+.3f}",
+              worst <= t["table margin"])
+        check(f"{name}: mean NLL below the line's", f"{mean:.3f} vs {line:.3f}", mean < line)
+        check(f"{name}: mean 95% coverage in [{t['table coverage low']}, "
+              f"{t['table coverage high']}]", f"{coverage:.3f}",
+              t["table coverage low"] <= coverage <= t["table coverage high"])
+        single_mean = statistics.mean(f.nll for f in single)
+        check(f"{name}: ensemble mean no worse than the single network's",
+              f"{mean:.3f} vs {single_mean:.3f}", mean <= single_mean)
+    print_rows("Summary", ["target", "value", ""], lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated data seeds")
+    parser.add_argument("--quick", action="store_true", help="a subset, about 6 minutes")
+    parser.add_argument("--only", nargs="+", choices=["reference", "tables"],
+                        default=["reference", "tables"])
+    parser.add_argument("--set", nargs="+", default=[], metavar="SECTION.KEY=VALUE",
+                        help="params on top of params.yaml for every run (YAML values)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    seeds = [int(s) for s in args.seeds.split(",")]
-    header = (f"{'seed':>4} {'lr':>9} {'epochs':>6} {'test NLL':>9} {'oracle':>8} "
-              f"{'gap':>7} {'cov95':>6}")
-    print(header)
-    gaps = []
-    with tempfile.TemporaryDirectory(prefix="deepnormal-quality-") as tmp:
-        root = copy_repo(Path(tmp))
-        for seed in seeds:
-            edit_params(root, {"generate": {"seed": seed}})
-            dvc("repro", cwd=root)
-            data = root / "data"
-            test = json.loads((data / "evaluate/metrics.json").read_text())["test"]
-            summary = json.loads((data / "train/summary.json").read_text())
-            gaps.append(test["nll_gap"])
-            print(f"{seed:>4} {summary['lr']:>9.3g} {summary['epochs_run']:>6} "
-                  f"{test['model']['nll']:>9.4f} {test['oracle']['nll']:>8.4f} "
-                  f"{test['nll_gap']:>7.4f} {test['model']['picp_95']:>6.3f}", flush=True)
-    print(f"mean gap {sum(gaps) / len(gaps):.4f}, worst gap {max(gaps):.4f}")
+    if args.child:  # one reference run for in_child(): its figures as JSON
+        overrides, extra = json.loads(args.child)
+        print(json.dumps(asdict(run_pipeline("reference", overrides, extra))))
+        return
+    extra = {key: yaml.safe_load(value) for key, value in
+             (item.split("=", 1) for item in args.set)}
+    import platform
+
+    import torch
+
+    print(f"{platform.node()}: {os.cpu_count()} CPUs, torch {torch.__version__} "
+          f"({torch.backends.cpu.get_cpu_capability()}), {time.strftime('%Y-%m-%d')}; "
+          f"python benchmarks/quality.py {' '.join(sys.argv[1:])}", flush=True)
+    start = time.perf_counter()
+    ref = reference(args.quick, extra) if "reference" in args.only else None
+    found = tables(args.quick, extra) if "tables" in args.only else None
+    summary(ref, found)
+    print(f"\n{(time.perf_counter() - start) / 60:.1f} minutes")
 
 
 if __name__ == "__main__":
