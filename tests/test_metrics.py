@@ -80,3 +80,14 @@ def test_linear_baseline_matches_a_direct_least_squares_fit():
     assert sigma == pytest.approx(np.full(500, residual_sd))
     assert metrics.gaussian_nll(y, mu, sigma) == pytest.approx(
         0.5 * np.log(2 * np.pi * residual_sd**2) + 0.5)
+
+
+def test_quality_warning_names_both_scores_only_when_the_model_loses():
+    from deepnormal.evaluation import quality_warning
+
+    def report(model, line):
+        return {"val": {"model": {"nll": model}, "linear": {"nll": line}}}
+
+    assert quality_warning(report(1.0, 2.0)) is None
+    message = quality_warning(report(83.2, 2.0))
+    assert "83.2000" in message and "2.0000" in message and "weight_decay" in message

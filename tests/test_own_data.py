@@ -130,7 +130,8 @@ def test_multi_feature_file_end_to_end(file_repo):
     assert list(train.columns) == ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5",
                                    "s6", "progression"]
     metrics = json.loads((file_repo / "data/evaluate/metrics.json").read_text())
-    assert set(metrics["test"]) == {"model", "linear"}  # no oracle for real data
+    # No oracle for real data.
+    assert set(metrics["test"]) == {"model", "model_uncalibrated", "linear"}
     predictions = pd.read_csv(file_repo / "data/evaluate/predictions.csv")
     assert {"bmi", "progression", "mu", "sigma"} <= set(predictions.columns)
     plots = {p.name for p in (file_repo / "data/evaluate/plots").iterdir()}

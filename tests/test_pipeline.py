@@ -55,8 +55,15 @@ def test_every_output_exists_and_parses(root):
 
     metrics = json.loads((data / "evaluate/metrics.json").read_text())
     test = metrics["test"]
-    assert set(test) == {"model", "linear", "oracle", "nll_gap"}
+    assert set(test) == {"model", "model_uncalibrated", "linear", "oracle", "nll_gap"}
     assert test["nll_gap"] == pytest.approx(test["model"]["nll"] - test["oracle"]["nll"])
+    # The default ensemble and its calibration factor, fitted on the validation split.
+    calibration = metrics["calibration"]
+    assert calibration["ensemble_size"] == 5 and calibration["sigma_scale"] == pytest.approx(
+        summary["sigma_scale"])
+    assert test["model_uncalibrated"]["sharpness"] * calibration["sigma_scale"] == pytest.approx(
+        test["model"]["sharpness"])
+    assert test["model"]["mixture_nll"] > 0
     assert 0.5 < test["oracle"]["nll"] < 1.3
     assert np.isfinite(test["model"]["nll"]) and 0 <= test["model"]["picp_95"] <= 1
     assert "model" in metrics["val"]
@@ -68,6 +75,17 @@ def test_every_output_exists_and_parses(root):
     for plot in ("prediction_band", "learning_curves", "calibration", "pit_histogram",
                  "sigma_vs_input"):
         assert (data / "evaluate/plots" / f"{plot}.png").stat().st_size > 1000
+
+
+def test_a_model_worse_than_the_line_is_flagged_but_the_stage_succeeds(root, pipeline):
+    _, result = pipeline
+    metrics = json.loads((root / "data/evaluate/metrics.json").read_text())["val"]
+    worse = metrics["model"]["nll"] > metrics["linear"]["nll"]
+    summary = (root / "data/evaluate/summary.md").read_text()
+    tag = only_run(root).data.tags["quality_warning"]
+    assert ("warning: the model's validation NLL" in result.stdout) == worse
+    assert ("worse than the homoscedastic line" in summary) == worse
+    assert (tag != "none") == worse
 
 
 def test_store_holds_one_complete_run(root):
