@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 # A configuration small enough to train in seconds but still exercising every stage.
 TINY = {
     "generate": {"n": 240},
-    "model": {"hidden_sizes": [8]},
+    # Calibration is off by default; the tiny runs exercise it end to end.
+    "model": {"hidden_sizes": [8], "calibrate_sigma": True},
     "train": {"batch_size": 32, "max_epochs": 6, "patience": 3},
     "lr_find": {"num_steps": 20},
     "evaluate": {"plot_max_points": 100},

@@ -79,13 +79,13 @@ class DataParams(_Section):
 
 
 class ModelParams(_Section):
-    hidden_sizes: list[int] = Field([64, 64], min_length=1, max_length=16)
+    hidden_sizes: list[int] = Field([32, 32], min_length=1, max_length=16)
     activation: Literal["sigmoid", "tanh", "relu", "silu", "gelu"] = "silu"
-    scale_link: Literal["softplus", "exp", "square"] = "square"
+    scale_link: Literal["softplus", "exp", "square"] = "softplus"
     sigma_floor: float = Field(1e-4, ge=0.0, le=1.0)
     standardize: bool = True
     ensemble_size: int = Field(5, ge=1, le=64)
-    calibrate_sigma: bool = True
+    calibrate_sigma: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> ModelParams:
@@ -97,7 +97,7 @@ class ModelParams(_Section):
 class TrainParams(_Section):
     seed: int = Field(0, ge=0)
     batch_size: int = Field(256, ge=1)
-    max_epochs: int = Field(1000, ge=1)
+    max_epochs: int = Field(2000, ge=1)
     patience: int = Field(200, ge=1)
     min_delta: float = Field(0.0, ge=0.0)
     optimizer: Literal["adam", "adamw"] = "adam"
@@ -129,8 +129,8 @@ class LrFindParams(_Section):
     num_steps: int = Field(100, ge=10)
     divisor: float = Field(10.0, ge=1.0)
     lower_bound: float = Field(1e-4, gt=0.0)
-    upper_bound: float = Field(0.1, gt=0.0)
-    fallback_lr: float = Field(1e-3, gt=0.0)
+    upper_bound: float = Field(5e-3, gt=0.0)
+    fallback_lr: float = Field(5e-3, gt=0.0)
 
     @model_validator(mode="after")
     def _check(self) -> LrFindParams:
