@@ -1,11 +1,12 @@
 """Benchmark: time per epoch of the train stage's Lightning loop against a plain PyTorch loop.
 
     python benchmarks/loop_overhead.py [--batch-size 64] [--epochs 30] [--runs 15]
+                                       [--ensemble-size M] [--hidden-sizes 64 64]
 
-Both loops train the same network (default params.yaml model) on the same batches of the
-default synthetic training split (the same loader), for the same epochs, with the same
-thread count, and both do what the stage does each epoch: a validation pass over the whole
-validation split and a checkpoint when it improves. The plain loop is the reference's
+Both loops train the same network (default params.yaml model: the ensemble) on the same
+batches of the default synthetic training split (the same loader), for the same epochs, with
+the same thread count, and both do what the stage does each epoch: a validation pass over the
+whole validation split and a checkpoint when it improves. The plain loop is the reference's
 hand-written one. An epoch's time runs from the end of one epoch to the end of the next, so
 set-up (building the Trainer, the first epoch) is excluded from both; the figure is the
 median over every epoch of every run.
@@ -27,10 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 
-def default_params(batch_size: int, epochs: int):
+def default_params(batch_size: int, epochs: int, model: dict | None = None):
+    """params.yaml's, for a timing run; `model` overrides entries of the model section."""
     from deepnormal.config import load_params
 
     params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    params = params.model_copy(update={"model": params.model.model_copy(update=model or {})})
     train = params.train.model_copy(update={
         "batch_size": batch_size, "max_epochs": epochs, "patience": 10 * epochs,
         "lr_schedule": "constant"})
@@ -91,29 +94,31 @@ def plain_epoch_seconds(params, train, val, lr: float) -> list[float]:
     import torch
 
     from deepnormal.lightning_module import DeepNormalModule
-    from deepnormal.loaders import batches
-    from deepnormal.network import gaussian_nll_z
+    from deepnormal.loaders import member_batches
+    from deepnormal.network import gaussian_nll_z, mixture_moments
 
     torch.manual_seed(params.train.seed)
     net = DeepNormalModule.from_params(params.model, params.train, train, lr).net
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
-    loader = batches(train, params.train.batch_size, shuffle=True, seed=params.train.seed)
+    loader = member_batches(train, params.train.batch_size, params.model.ensemble_size,
+                            seed=params.train.seed)
     val_x = torch.tensor(val.features, dtype=torch.float32)
     val_y = torch.tensor(val.target, dtype=torch.float32)
     best = float("inf")
     stamps = []
     with tempfile.TemporaryDirectory() as out:
-        for _ in range(params.train.max_epochs):
+        for epoch in range(params.train.max_epochs):
             net.train()
+            loader.sampler.set_epoch(epoch)
             for x, y in loader:
-                mu_z, sigma_z = net.standardised(x)
+                mu_z, sigma_z = net.members(x)
                 loss = gaussian_nll_z(net.standardise_target(y), mu_z, sigma_z).mean()
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
             net.eval()
             with torch.no_grad():
-                mu_z, sigma_z = net.standardised(val_x)
+                mu_z, sigma_z = mixture_moments(*net.members(val_x))
                 val_nll = float(gaussian_nll_z(net.standardise_target(val_y), mu_z,
                                                sigma_z).mean())
             if val_nll < best:
@@ -123,7 +128,8 @@ def plain_epoch_seconds(params, train, val, lr: float) -> list[float]:
     return [b - a for a, b in itertools.pairwise(stamps)]
 
 
-def compare(batch_size: int, epochs: int, runs: int, n_train: int = 1200) -> dict:
+def compare(batch_size: int, epochs: int, runs: int, n_train: int = 1200,
+            model: dict | None = None) -> dict:
     """Median seconds per epoch of each loop over `runs` runs of `epochs` epochs, the two
     loops alternating so that a slow spell of the (shared, virtual) machine hits both; the
     median of every epoch's time, so that such a spell does not decide the figure."""
@@ -131,8 +137,8 @@ def compare(batch_size: int, epochs: int, runs: int, n_train: int = 1200) -> dic
 
     train, val = splits(n_train)
     lr = 3e-3
-    params = default_params(batch_size, epochs)
-    lightning_epoch_seconds(default_params(batch_size, 3), train, val, lr)  # warm-up
+    params = default_params(batch_size, epochs, model)
+    lightning_epoch_seconds(default_params(batch_size, 3, model), train, val, lr)  # warm-up
     lightning, plain, ratios = [], [], []
     for _ in range(runs):
         lightning_run = lightning_epoch_seconds(params, train, val, lr)
@@ -157,8 +163,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--ensemble-size", type=int, help="instead of params.yaml's")
+    parser.add_argument("--hidden-sizes", type=int, nargs="+", help="instead of params.yaml's")
     args = parser.parse_args()
-    found = compare(args.batch_size, args.epochs, args.runs)
+    model = {key: value for key, value in (("ensemble_size", args.ensemble_size),
+                                           ("hidden_sizes", args.hidden_sizes)) if value}
+    found = compare(args.batch_size, args.epochs, args.runs, model=model)
     low, high = found["run_ratios"]
     print(f"batch {found['batch_size']} ({found['steps']} steps/epoch, "
           f"{found['threads']} threads): Lightning {found['lightning_ms']:.1f} ms/epoch, "
