@@ -1,7 +1,7 @@
 """Stage `lr_find`: choose the learning rate with an LR range test, and check it.
 
 Reads params `lr_find`, `model`, and train.{seed,batch_size,optimizer,weight_decay,loss,
-beta}; the training split.
+beta}, with the tune stage's winner (data/tune/best.yaml) on top; the training split.
 Writes data/lr_find/lr.json (chosen lr, rule, any fallback and why), curve.csv (the range
 test: lr, smoothed loss) and curve.png (the curve with the chosen lr marked).
 With lr_find.fixed_lr set, the search is skipped and that value is recorded.
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from deepnormal import paths, plots
-from deepnormal.config import load_params
+from deepnormal.config import apply_tuned, load_params
 from deepnormal.data import read_split
 from deepnormal.errors import run_stage
 from deepnormal.lr_rule import LrChoice
@@ -24,7 +24,7 @@ from deepnormal.outputs import staged
 def main() -> None:
     argparse.ArgumentParser(description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
-    params = load_params()
+    params, _ = apply_tuned(load_params(), paths.TUNED)
     p = params.lr_find
     train = read_split(paths.PREPARED / "train.csv")
     if p.fixed_lr is not None:  # no search: no torch, no Lightning

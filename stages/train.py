@@ -1,7 +1,8 @@
 """Stage `train`: fit the deep normal model with early stopping, tracked in MLflow.
 
 Reads params `model`, `train`, `compute`, `lr_find`, `tracking`, and `data`, `generate`
-(to record them); the train and val splits; data/lr_find/lr.json.
+(to record them), with the tune stage's winner (data/tune/best.yaml) on top; the train and
+val splits; data/lr_find/lr.json.
 Writes data/train/model.ckpt (the best epoch, weights-only loadable), history.csv
 (per-epoch train NLL, validation NLL, lr) and summary.json (MLflow run id, best epoch,
 chosen lr). Prints a progress line every few seconds.
@@ -22,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from deepnormal import paths, tracking
-from deepnormal.config import load_params
+from deepnormal.config import apply_tuned, load_params
 from deepnormal.data import read_splits
 from deepnormal.errors import run_stage
 from deepnormal.lr_rule import read_choice
@@ -38,7 +39,7 @@ def main() -> None:
     argparse.ArgumentParser(description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     # Everything a user can get wrong is checked before the slow imports and the run.
-    params = load_params()
+    params, search = apply_tuned(load_params(), paths.TUNED)
     splits = read_splits(paths.PREPARED, ("train", "val"))
     choice = read_choice(paths.LR_JSON)
     tracked = params.tracking.enabled and not is_extra_ddp_process()
@@ -72,7 +73,7 @@ def main() -> None:
         print(f"MLflow run {run_id} in experiment '{params.tracking.experiment_name}' "
               f"at {tracking.tracking_uri()}", flush=True)
         logger = BatchedMLFlowLogger(run_id=run_id, tracking_uri=tracking.tracking_uri())
-        logger.log_hyperparams(logged_params(params, splits, choice))
+        logger.log_hyperparams(logged_params(params, splits, choice, search))
         tracking.log_dataset(splits["train"], params, "training")
         tracking.log_dataset(splits["val"], params, "validation")
         for path in (paths.LR_JSON, paths.LR_CURVE, paths.LR_PLOT):
@@ -96,8 +97,10 @@ def report(result) -> None:
           f"checkpoint {paths.CHECKPOINT}")
 
 
-def logged_params(params, splits, choice) -> dict:
-    return params.flat(TRACKED_SECTIONS) | {
+def logged_params(params, splits, choice, search: dict) -> dict:
+    """What the run depends on; with a tuned model, which search trial chose its values."""
+    tuned = {f"tune.{key}": search[key] for key in ("study", "trial") if key in search}
+    return params.flat(TRACKED_SECTIONS) | tuned | {
         "lr_find.chosen_lr": choice.lr,
         "lr_find.rule": choice.rule,
         "lr_find.fallback_reason": choice.fallback_reason or "none",

@@ -154,12 +154,18 @@ def test_diverging_lr_fails_train_and_evaluate_never_runs(clone):
     assert not list((clone / "data").glob(".partial-*"))
 
 
+def default_ctrl_c() -> None:
+    """Ctrl-C as a terminal delivers it, even when this test runs under a shell that ignores
+    SIGINT for its background jobs (Python then never installs its KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_long_training(root: Path) -> subprocess.Popen:
     """`dvc repro` with a train stage long enough to interrupt; returns once it trains."""
     edit_params(root, {"train": {"max_epochs": 100_000, "patience": 100_000}})
     process = subprocess.Popen([sys.executable, "-m", "dvc", "repro"], cwd=root, env=tool_env(),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)
+                               start_new_session=True, preexec_fn=default_ctrl_c)
     for line in process.stdout:
         if line.startswith("epoch    1/"):  # the first progress line: the run is open
             return process
@@ -189,7 +195,7 @@ def test_interrupted_training_loses_nothing_and_leaves_no_running_run(clone, sig
 
     edit_params(clone, {"train": {"max_epochs": 4}})
     rerun = dvc("repro", cwd=clone)
-    assert stages_run(rerun.stdout) == ["train", "evaluate"]
+    assert stages_run(rerun.stdout) == ["tune", "train", "evaluate"]
     statuses = {run.info.run_id: run.info.status for run in runs(clone)}
     assert statuses[earlier.info.run_id] == "FINISHED"
     assert sorted(statuses.values()) == ["FINISHED", "FINISHED", "KILLED"], statuses

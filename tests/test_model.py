@@ -128,6 +128,7 @@ def test_calibration_factor_recovers_a_known_scale():
 def tiny_params(model: ModelParams, train: TrainParams) -> Params:
     return Params.model_validate({
         "data": {}, "generate": {}, "lr_find": {}, "evaluate": {}, "tracking": {}, "compute": {},
+        "tune": {},
         "model": model.model_dump(), "train": train.model_dump(),
     })
 

@@ -120,7 +120,7 @@ def file_repo(tmp_path_factory):
     root = copy_repo(tmp_path_factory.mktemp("own-data"))
     edit_params(root, TINY | {"data": {"source": "file"}})
     result = dvc("repro", cwd=root)
-    assert stages_run(result.stdout) == ["generate", "lr_find", "train", "evaluate"]
+    assert stages_run(result.stdout) == ["generate", "tune", "lr_find", "train", "evaluate"]
     return root
 
 
@@ -179,7 +179,7 @@ def test_one_feature_file_end_to_end(tmp_path):
     frame.to_parquet(root / "examples/dose.parquet")
     edit_params(root, TINY | {"data": {"source": "file", "path": "examples/dose.parquet",
                                        "features": ["dose"], "target": "response"}})
-    assert stages_run(dvc("repro", cwd=root).stdout) == ["generate", "lr_find", "train",
+    assert stages_run(dvc("repro", cwd=root).stdout) == ["generate", "tune", "lr_find", "train",
                                                          "evaluate"]
     plots = {p.name for p in (root / "data/evaluate/plots").iterdir()}
     assert {"prediction_band.png", "sigma_vs_input.png"} <= plots

@@ -21,7 +21,7 @@ from tests.conftest import (
 )
 
 pytestmark = pytest.mark.pipeline
-STAGES = ["generate", "lr_find", "train", "evaluate"]
+STAGES = ["generate", "tune", "lr_find", "train", "evaluate"]
 
 
 @pytest.fixture(scope="module")
@@ -148,8 +148,10 @@ def test_dvc_metrics_and_plots_render(root, tmp_path):
 def test_reruns_only_what_changed(root, clone):
     assert stages_run(dvc("repro", cwd=root).stdout) == []  # the shared run: nothing to do
 
+    # tune reads the train section too (its trials start from it); when tuning is off it
+    # only writes an empty result, and lr_find, which does not read train.patience, stays.
     edit_params(clone, {"train": {"patience": 2}})
-    assert stages_run(dvc("repro", cwd=clone).stdout) == ["train", "evaluate"]
+    assert stages_run(dvc("repro", cwd=clone).stdout) == ["tune", "train", "evaluate"]
     trained = only_run(clone)
     edit_params(clone, {"evaluate": {"interval_levels": [0.5, 0.9, 0.95]}})
     assert stages_run(dvc("repro", cwd=clone).stdout) == ["evaluate"]
@@ -185,7 +187,7 @@ def test_unreachable_tracking_server_is_a_clear_error_and_loses_nothing(clone):
 def test_tracking_can_be_switched_off(clone):
     edit_params(clone, {"tracking": {"enabled": False}})
     result = dvc("repro", cwd=clone)
-    assert stages_run(result.stdout) == ["train", "evaluate"]
+    assert stages_run(result.stdout) == ["tune", "train", "evaluate"]
     assert "nothing is logged to MLflow" in result.stdout
     assert json.loads((clone / "data/train/summary.json").read_text())["run_id"] is None
     assert "nll" in json.loads((clone / "data/evaluate/metrics.json").read_text())["test"]["model"]

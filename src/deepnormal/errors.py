@@ -10,9 +10,11 @@ class DeepnormalError(Exception):
     """A problem with the user's params, data or environment, explained in one message."""
 
 
-# Ctrl-C during a tracked stage (train, evaluate).
+# Ctrl-C during a tracked stage (train, evaluate), and during the tune stage's search.
 INTERRUPTED = ("interrupted: the MLflow run is marked KILLED; earlier outputs are unchanged and "
                "`dvc repro` starts this stage again")
+SEARCH_INTERRUPTED = ("interrupted: the search is saved (the trial that was running is marked "
+                      "failed); rerun `dvc repro` (or this stage) to resume it where it stopped")
 
 
 def first_line(error: BaseException, limit: int | None = None) -> str:

@@ -4,10 +4,12 @@ from pathlib import Path
 
 DATA = Path("data")
 PREPARED = DATA / "prepared"          # generate: train.csv, val.csv, test.csv
+TUNE = DATA / "tune"                  # tune: best.yaml, plots/
 LR_FIND = DATA / "lr_find"            # lr_find: lr.json, curve.csv, curve.png
 TRAIN = DATA / "train"                # train: model.ckpt, history.csv, summary.json
 EVALUATE = DATA / "evaluate"          # evaluate: metrics.json, predictions.csv, plots/...
 
+TUNED = TUNE / "best.yaml"
 LR_JSON = LR_FIND / "lr.json"
 LR_CURVE = LR_FIND / "curve.csv"
 LR_PLOT = LR_FIND / "curve.png"

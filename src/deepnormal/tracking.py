@@ -72,17 +72,18 @@ def connect(experiment_name: str):
 
     Raises DeepnormalError, naming the store, when it cannot be reached.
     """
-    with _setup_lock():
+    with store_lock():
         return _reach_store(lambda: _experiment_id(experiment_name))
 
 
 @contextmanager
-def _setup_lock():
-    """Serialise store set-up between processes of this host for a SQLite store.
+def store_lock():
+    """Serialise set-up work on a SQLite store between processes of this host.
 
     Two queued experiments (`dvc queue start -j 2`) may open a brand-new store at the same
-    moment, and MLflow's schema creation fails for the second ("table ... already exists").
-    A lock file beside the database makes them take turns for the few seconds it takes.
+    moment, and MLflow's schema creation fails for the second ("table ... already exists");
+    two tuning workers starting together must not both create the search's run. A lock file
+    beside the database makes them take turns for the few seconds it takes.
     """
     prefix = "sqlite:///"
     uri = tracking_uri()
@@ -200,8 +201,9 @@ def training_run(experiment_id: str, run_name: str | None):
 
 
 @contextmanager
-def killed_on_interrupt():
-    """Ctrl-C ends the active run as KILLED (not FAILED) and becomes one readable error.
+def killed_on_interrupt(message: str | None = None):
+    """Ctrl-C ends the active run as KILLED (not FAILED) and becomes one readable error
+    (errors.INTERRUPTED unless `message`).
 
     Lightning turns a KeyboardInterrupt inside `fit` into SystemExit(1), so both count.
     """
@@ -213,7 +215,7 @@ def killed_on_interrupt():
         yield
     except (KeyboardInterrupt, SystemExit):
         mlflow.end_run("KILLED")
-        raise DeepnormalError(INTERRUPTED) from None
+        raise DeepnormalError(message or INTERRUPTED) from None
 
 
 def owner_tags() -> dict[str, str]:

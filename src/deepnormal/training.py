@@ -111,9 +111,9 @@ def find_lr(params: Params, train: Split) -> tuple[np.ndarray, np.ndarray, LrCho
 class EpochHistory(Logger):
     """An in-memory Lightning logger: one row per epoch of what the module logs (train_nll,
     val_nll, lr; the module logs step = epoch), for history.csv; it prints a progress line
-    for the first epoch and then every `print_every_s` seconds."""
+    for the first epoch and then every `print_every_s` seconds (None: never)."""
 
-    def __init__(self, max_epochs: int, print_every_s: float = 5.0) -> None:
+    def __init__(self, max_epochs: int, print_every_s: float | None = 5.0) -> None:
         super().__init__()
         self.max_epochs = max_epochs
         self.print_every_s = print_every_s
@@ -142,7 +142,9 @@ class EpochHistory(Logger):
                                                  "lr": math.nan})
         row.update({key: float(value) for key, value in metrics.items() if key in row})
         # Training metrics arrive last in an epoch (after validation's).
-        if "train_nll" in metrics and time.monotonic() - self._last_print >= self.print_every_s:
+        if self.print_every_s is None or "train_nll" not in metrics:
+            return
+        if time.monotonic() - self._last_print >= self.print_every_s:
             self._last_print = time.monotonic()
             best = min(r["val_nll"] for r in self._rows.values())
             print(f"epoch {step + 1:>4}/{self.max_epochs}  train_nll {row['train_nll']:.4f}  "
@@ -163,14 +165,17 @@ class FitResult:
 
 
 def fit(params: Params, train: Split, val: Split, lr: float, out_dir: Path,
-        logger: Logger | None = None) -> FitResult:
+        logger: Logger | None = None, progress: bool = True,
+        callbacks: list[pl.Callback] = ()) -> FitResult:
     """Train with early stopping on validation NLL; keep the best epoch's checkpoint.
 
-    `logger` (e.g. MLflow's) receives the per-epoch curves beside the in-memory history."""
+    `logger` (e.g. MLflow's) receives the per-epoch curves beside the in-memory history;
+    `progress` prints the device and a line every few seconds; `callbacks` join the
+    Trainer's (the tuner's pruning)."""
     p = params.train
     pl.seed_everything(p.seed, verbose=False)
     module = DeepNormalModule.from_params(params.model, p, train, lr)
-    history = EpochHistory(p.max_epochs)
+    history = EpochHistory(p.max_epochs, print_every_s=5.0 if progress else None)
     stopper = EarlyStopping(monitor="val_nll", mode="min", patience=p.patience,
                             min_delta=p.min_delta, check_finite=True)
     checkpointer = ModelCheckpoint(dirpath=out_dir, filename="model", monitor="val_nll",
@@ -179,8 +184,8 @@ def fit(params: Params, train: Split, val: Split, lr: float, out_dir: Path,
     trainer = _trainer(params, max_epochs=p.max_epochs, default_root_dir=out_dir,
                        gradient_clip_val=p.gradient_clip,
                        logger=[history] + ([logger] if logger is not None else []),
-                       callbacks=[stopper, checkpointer])
-    if is_main_process():
+                       callbacks=[stopper, checkpointer, *callbacks])
+    if progress and is_main_process():
         print(f"training on {device_description(trainer)}", flush=True)
     trainer.fit(module, datamodule=SplitData(train, val, p.batch_size,
                                              params.model.ensemble_size, p.seed))

@@ -1,0 +1,92 @@
+"""Stage `tune`: search model and training params with Optuna, scored on the validation split.
+
+Reads params `tune`, and `model`, `train`, `lr_find`, `compute`, `tracking` (every trial
+starts from them); the train and val splits.
+Writes data/tune/best.yaml: the best trial's values (`params`, e.g. model.hidden_sizes), which
+the lr_find and train stages apply on top of params.yaml, and what the search was (`search`);
+data/tune/plots/: Optuna's optimisation history and param importances.
+With tune.enabled false it writes an empty best.yaml and nothing else happens (no torch, no
+Optuna): lr_find and train use params.yaml as it is.
+
+The study lives in tune.storage (default: optuna.db at the repository root) under
+tune.study_name plus a digest of the splits and the search's settings: rerunning after an
+interruption (Ctrl-C, a killed job) resumes it; changed data or settings start a new study.
+More workers can join a running search: start `python stages/tune.py` in another terminal,
+or on another machine with a database as tune.storage. With tracking, the search is one
+MLflow run (named after the study) with one nested run per trial: params, val_nll, state
+(complete, pruned or failed), the best trial tagged best_trial, and the plots.
+"""
+
+import argparse
+import os
+from contextlib import nullcontext
+
+import yaml
+
+from deepnormal import paths, tracking
+from deepnormal.config import load_params
+from deepnormal.data import read_splits
+from deepnormal.errors import SEARCH_INTERRUPTED, DeepnormalError, run_stage
+from deepnormal.outputs import staged
+
+
+def main() -> None:
+    argparse.ArgumentParser(description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
+    params = load_params()
+    if not params.tune.enabled:
+        with staged(paths.TUNE) as out:
+            write_result(out, {}, {})
+        print("tuning is off (tune.enabled: false): lr_find and train use params.yaml as it is")
+        return
+    splits = read_splits(paths.PREPARED, ("train", "val"))
+    tracked = params.tracking.enabled
+    if tracked:  # an unusable store is one message now, not after the search
+        experiment_id = tracking.connect(params.tracking.experiment_name)
+
+    from deepnormal import tuning
+
+    study = tuning.open_study(params, tuning.study_name(params, splits["train"], splits["val"]))
+    done = len(tuning.finished(study))
+    print(f"Optuna study '{study.study_name}' at {tuning.storage_url(params)}: {done} of "
+          f"{params.tune.trials} trials done", flush=True)
+    callbacks = [tuning.progress_line]
+    with tuning.search_run(study, experiment_id, params) if tracked else nullcontext() as run:
+        if run is not None:
+            trial_runs = tuning.TrialRuns(experiment_id)
+            trial_runs.backfill(study, run.info.run_id)  # what an interruption left out
+            callbacks.insert(0, trial_runs)
+        try:
+            winner = tuning.search(study, params, splits["train"], splits["val"], callbacks)
+        except KeyboardInterrupt:
+            if run is not None:
+                raise  # search_run marks the run KILLED
+            raise DeepnormalError(SEARCH_INTERRUPTED) from None
+        with staged(paths.TUNE) as out:
+            plots = tuning.draw(study, out / "plots")
+            search = {"study": study.study_name, "storage": tuning.storage_url(params),
+                      "trial": winner.trial, "val_nll": winner.val_nll,
+                      "trials_finished": len(tuning.finished(study))}
+            write_result(out, winner.values, search)
+        if run is not None:
+            import mlflow
+
+            trial_runs.backfill(study, run.info.run_id)  # trials of workers that died
+            tuning.record_winner(study, winner, run.info.run_id)
+            for path in plots:
+                mlflow.log_artifact(str(paths.TUNE / "plots" / path.name), "tune")
+            mlflow.log_artifact(str(paths.TUNED), "tune")
+    values = ", ".join(f"{key}={value}" for key, value in winner.values.items())
+    print(f"best: trial {winner.trial}, val_nll {winner.val_nll:.4f} [{values}] -> {paths.TUNED}")
+
+
+def write_result(out, values: dict, search: dict) -> None:
+    header = ("# Written by the tune stage: the best trial's values, applied on top of "
+              "params.yaml\n# by the lr_find and train stages (empty: tuning is off).\n")
+    body = yaml.safe_dump({"params": values, "search": search}, sort_keys=False)
+    (out / paths.TUNED.name).write_text(header + body)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    run_stage(main)
