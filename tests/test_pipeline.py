@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from tests.conftest import (
     TINY,
@@ -41,6 +42,9 @@ def test_every_output_exists_and_parses(root):
     data = root / "data"
     for name in ("train", "val", "test"):
         assert len(pd.read_csv(data / "prepared" / f"{name}.csv")) > 0
+    # Tuning is off by default: an empty result, and no study anywhere.
+    assert yaml.safe_load((data / "tune/best.yaml").read_text()) == {"params": {}, "search": {}}
+    assert not (root / "optuna.db").exists()
     lr = json.loads((data / "lr_find/lr.json").read_text())
     assert lr["lr"] > 0 and lr["rule"]
     assert (data / "lr_find/curve.png").stat().st_size > 1000

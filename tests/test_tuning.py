@@ -269,3 +269,11 @@ def test_two_workers_share_one_study(tmp_path):
     assert "RUNNING" not in states and 6 <= states.count("COMPLETE") <= 7
     (parent,), children = tune_runs(root)  # one run for the search, a nested run per trial
     assert len(children) == len(trials)
+
+
+def test_an_unusable_storage_is_one_message_naming_it(tmp_path):
+    url = f"sqlite:///{tmp_path}/no/such/folder/optuna.db"
+    params = parse_params(raw_params(storage=url))
+    with pytest.raises(DeepnormalError, match=f"cannot use the Optuna storage {url}: .*check "
+                                              "tune.storage"):
+        tuning.open_study(params, "test")
