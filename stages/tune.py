@@ -65,7 +65,7 @@ def main() -> None:
         with staged(paths.TUNE) as out:
             plots = tuning.draw(study, out / "plots")
             search = {"study": study.study_name, "storage": tuning.storage_url(params),
-                      "trial": winner.trial, "val_nll": winner.val_nll,
+                      "trial": winner.trial, "val_nll": winner.val_nll, "why": winner.why,
                       "trials_finished": len(tuning.finished(study))}
             write_result(out, winner.values, search)
         if run is not None:
@@ -77,7 +77,8 @@ def main() -> None:
                 mlflow.log_artifact(str(paths.TUNE / "plots" / path.name), "tune")
             mlflow.log_artifact(str(paths.TUNED), "tune")
     values = ", ".join(f"{key}={value}" for key, value in winner.values.items())
-    print(f"best: trial {winner.trial}, val_nll {winner.val_nll:.4f} [{values}] -> {paths.TUNED}")
+    print(f"chosen: trial {winner.trial}, val_nll {winner.val_nll:.4f} "
+          f"[{values or 'params.yaml as it is'}]: {winner.why} -> {paths.TUNED}")
 
 
 def write_result(out, values: dict, search: dict) -> None:

@@ -34,11 +34,14 @@ from tests.conftest import (
 )
 
 
-def raw_params(**tune) -> dict:
-    """params.yaml with a tiny network and training, and these tune settings."""
+def raw_params(base: dict | None = None, **tune) -> dict:
+    """params.yaml with a tiny network and training, `base` ({section: {key: value}}) on
+    top, and these tune settings."""
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["model"]["hidden_sizes"] = [8]
     raw["train"] |= {"max_epochs": 5, "patience": 5, "batch_size": 32}
+    for section, values in (base or {}).items():
+        raw[section] |= values
     raw["tune"] |= {"enabled": True} | tune
     return raw
 
@@ -95,9 +98,9 @@ def splits() -> tuple[Split, Split]:
     return split(150, 1), split(50, 2)
 
 
-def search(tmp_path, store: str = "optuna.db", **tune):
+def search(tmp_path, store: str = "optuna.db", base: dict | None = None, **tune):
     """A search in this process on a tiny problem: (study, winner or the error)."""
-    params = parse_params(raw_params(storage=f"sqlite:///{tmp_path / store}", **tune))
+    params = parse_params(raw_params(base, storage=f"sqlite:///{tmp_path / store}", **tune))
     study = tuning.open_study(params, "test")
     with contextlib.redirect_stdout(io.StringIO()):
         try:
@@ -115,18 +118,26 @@ DIVERGING = {"lr_find.fixed_lr": [10.0], "model.scale_link": ["exp", "softplus"]
              "model.standardize": [False]}
 
 
-def test_a_diverging_trial_fails_and_the_search_goes_on(tmp_path):
-    study, winner = search(tmp_path, trials=3, seed=0, space=DIVERGING)
-    states = [trial.state.name for trial in study.trials]
-    assert states == ["COMPLETE", "FAIL", "COMPLETE"]
-    failed = study.trials[1]
-    assert failed.params["model.scale_link"] == "exp"
-    assert "became non-finite" in failed.user_attrs["error"]
-    assert winner.trial in (0, 2) and winner.val_nll == study.best_value
+def test_the_first_trial_is_params_yaml_and_a_diverging_trial_fails_but_the_search_goes_on(
+        tmp_path):
+    study, winner = search(tmp_path, trials=4, seed=0, space=DIVERGING)
+    first, *others = study.trials
+    assert first.params == {} and first.user_attrs[tuning.DEFAULTS_ATTR] is True
+    assert first.state.name == "COMPLETE"
+    states = [trial.state.name for trial in others]
+    assert "FAIL" in states and "COMPLETE" in states and "RUNNING" not in states
+    for trial in others:
+        assert (trial.state.name == "FAIL") == (trial.params["model.scale_link"] == "exp")
+        if trial.state.name == "FAIL":
+            assert "became non-finite" in trial.user_attrs["error"]
+    assert winner.val_nll in [t.value for t in study.trials if t.value is not None]
 
 
 def test_a_search_where_every_trial_fails_says_why(tmp_path):
-    study, error = search(tmp_path, trials=2, seed=2, space=DIVERGING)
+    diverging = {"model": {"scale_link": "exp", "standardize": False},
+                 "lr_find": {"fixed_lr": 10.0}}
+    study, error = search(tmp_path, trials=2, base=diverging,
+                          space={"model.activation": ["tanh", "relu"]})
     assert {trial.state.name for trial in study.trials} == {"FAIL"}
     assert str(error).startswith("no trial of the search completed; the first failure: the "
                                  "training loss became non-finite")
@@ -135,18 +146,48 @@ def test_a_search_where_every_trial_fails_says_why(tmp_path):
 def test_same_seed_same_trials_and_a_resumed_study_adds_to_them(tmp_path):
     space = {"model.hidden_sizes": [[4], [8, 8]],
              "train.weight_decay": {"low": 1e-4, "high": 0.1, "log": True}}
-    first, winner = search(tmp_path, "a.db", trials=2, space=space)
+    first, _ = search(tmp_path, "a.db", trials=3, space=space)
     first = summary(first)
-    again, _ = search(tmp_path, "b.db", trials=2, space=space)
+    again, _ = search(tmp_path, "b.db", trials=3, space=space)
     assert summary(again) == first  # the same seed and data: the same trials
-    # List-valued choices go through Optuna as JSON and come back as lists.
-    assert winner.values["model.hidden_sizes"] in ([4], [8, 8])
-    resumed, _ = search(tmp_path, "a.db", trials=4, space=space)
+    resumed, _ = search(tmp_path, "a.db", trials=5, space=space)
     resumed = summary(resumed)
-    assert resumed[:2] == first and [number for number, *_ in resumed] == [0, 1, 2, 3]
+    assert resumed[:3] == first and [number for number, *_ in resumed] == [0, 1, 2, 3, 4]
     assert {state for _, state, *_ in resumed} == {"COMPLETE"}
     # A resumed study does not replay the trials it already ran.
-    assert resumed[2][2] != first[0][2]
+    assert resumed[3][2] != first[1][2]
+
+
+def chosen(values: dict[int, list[float]], space: dict) -> tuning.Winner:
+    """choose() on a study of finished trials, in order: hidden size -> each validation
+    point's NLL (0: params.yaml's own values, the first trial)."""
+    study = optuna.create_study()
+    for number, points in values.items():
+        params = {} if number == 0 else {"model.hidden_sizes": json.dumps([number])}
+        distributions = {} if number == 0 else {"model.hidden_sizes": optuna.distributions
+                                                .CategoricalDistribution(["[1]", "[2]"])}
+        study.add_trial(optuna.trial.create_trial(
+            params=params, distributions=distributions, value=float(np.mean(points)),
+            user_attrs={tuning.POINTS_ATTR: points} | ({tuning.DEFAULTS_ATTR: True}
+                                                     if number == 0 else {})))
+    return tuning.choose(study, space)
+
+
+def test_another_trial_replaces_params_yaml_only_when_clearly_better():
+    space = {"model.hidden_sizes": [[1], [2]]}
+    rng = np.random.default_rng(0)
+    defaults = list(rng.normal(2.0, 1.0, size=200))
+    # Lower by luck: the same points plus noise, 0.01 lower on average.
+    lucky = list(np.array(defaults) - 0.01 + rng.normal(0, 0.3, size=200))
+    kept = chosen({0: defaults, 1: lucky}, space)
+    assert (kept.trial, kept.values) == (0, {})
+    assert "params.yaml's values (trial 0) kept" in kept.why
+    # Clearly lower: 0.2 nats on every point.
+    better = chosen({0: defaults, 2: list(np.array(defaults) - 0.2)}, space)
+    assert (better.trial, better.values) == (1, {"model.hidden_sizes": [2]})  # JSON decoded
+    assert "better than params.yaml's values" in better.why
+    # params.yaml's values best outright.
+    assert chosen({0: defaults, 1: list(np.array(defaults) + 0.2)}, space).values == {}
 
 
 # --- the stage in the pipeline ---------------------------------------------------------------

@@ -15,8 +15,13 @@ CALIBRATION_LEVELS = np.linspace(0.05, 0.95, 19)
 
 
 def gaussian_nll(y: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> float:
+    return float(np.mean(gaussian_nll_points(y, mu, sigma)))
+
+
+def gaussian_nll_points(y: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """Each point's NLL."""
     z = (y - mu) / sigma
-    return float(np.mean(HALF_LOG_2PI + np.log(sigma) + 0.5 * z**2))
+    return HALF_LOG_2PI + np.log(sigma) + 0.5 * z**2
 
 
 def mixture_nll(y: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> float:
