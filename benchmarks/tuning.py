@@ -58,7 +58,8 @@ def short(values: dict) -> str:
     names = {"model.hidden_sizes": "h", "model.activation": "act", "train.weight_decay": "wd",
              "lr_find.fixed_lr": "lr"}
     return " ".join(f"{names.get(key, key)}={value:.2g}" if isinstance(value, float)
-                    else f"{names.get(key, key)}={value}" for key, value in values.items())
+                    else f"{names.get(key, key)}={value}"
+                    for key, value in values.items()) or "params.yaml kept"
 
 
 def compare(problem: str, overrides_per_split: list[dict], trials: int) -> list[tuple]:
