@@ -64,8 +64,9 @@ def the_message(result: subprocess.CompletedProcess) -> str:
     # stage); test_config.py covers the message of each kind.
     ("out of range", "train:\n  patience: 0\n",
      "error: params.yaml: 'train.patience': Input should be greater than or equal to 1 (got 0)"),
-    # DVC reads the params each stage declares and names the missing ones first.
-    ("missing section", "drop compute", "compute.precision"),
+    # DVC reads the params each stage declares and names the missing ones first (the tune
+    # stage, first to read `compute`, declares the whole section).
+    ("missing section", "drop compute", "Parameters 'compute' are missing"),
 ])
 def test_bad_params_stop_before_any_work(clone, case, text, expected):
     before = outputs(clone)
@@ -86,7 +87,7 @@ def test_bad_params_stop_before_any_work(clone, case, text, expected):
                                 env=tool_env(), capture_output=True, text=True)
         assert error_lines(direct) == [
             "error: params.yaml: missing section 'compute'; params.yaml needs: data, "
-            "generate, model, train, compute, lr_find, evaluate, tracking"], direct.stderr
+            "generate, model, train, compute, lr_find, evaluate, tracking, tune"], direct.stderr
 
 
 def test_unreadable_params_file_names_the_file(clone):
