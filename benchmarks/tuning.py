@@ -10,8 +10,10 @@ trained and scored on the test split, exactly as the pipeline would (tune -> lr_
 train -> evaluate, in this process). For the reference problem, data seed 0, the same with
 the gap to the true distribution. Prints one table per problem and a summary against the
 targets: on every table the tuned mean test NLL no worse than the defaults', better on at
-least two; the reference gap no worse. About 50 minutes on our 2-core machines; --quick
-(two splits per table, 10 trials) about 10.
+least two; the reference gap no worse. Then, on diabetes split 0 (`repeat`, about 2
+minutes): two fresh 6-trial searches with the same seed run the same trials, and a study
+stopped at 6 trials resumes to 10 in the same study, keeping its first 6. About 50 minutes
+on our 2-core machines; --quick (two splits per table, 10 trials) about 10.
 """
 
 from __future__ import annotations
@@ -54,6 +56,41 @@ def tuned_run(problem: str, overrides: dict, trials: int) -> tuple[object, dict,
     return run_pipeline(problem, overrides | winner.values, {}), winner.values, minutes
 
 
+def trial_sequence(storage: str, params, splits: dict, trials: int) -> list[tuple]:
+    """Run (or resume) the study to `trials` finished trials: (number, state, values) each."""
+    from deepnormal import tuning
+
+    params = params.with_values({"tune.trials": trials, "tune.storage": storage})
+    study = tuning.open_study(params, "repeat")
+    quiet = io.StringIO()
+    with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+        tuning.search(study, params, splits["train"], splits["val"])
+    return [(t.number, t.state.name, t.params) for t in study.get_trials(deepcopy=False)]
+
+
+def repeat(first: int = 6, resumed_to: int = 10) -> list[list[str]]:
+    """The search's reproducibility targets, on diabetes split 0: summary rows."""
+    with tempfile.TemporaryDirectory(prefix="deepnormal-tuning-") as tmp:
+        params = params_with(table_overrides("diabetes") | {"tune.enabled": True})
+        splits = splits_for(params, Path(tmp))
+        one = trial_sequence(f"sqlite:///{tmp}/one.db", params, splits, first)
+        two = trial_sequence(f"sqlite:///{tmp}/two.db", params, splits, first)
+        resumed = trial_sequence(f"sqlite:///{tmp}/one.db", params, splits, resumed_to)
+    print(f"\nrepeat (diabetes split 0): {len(one)} trials twice, then resumed to "
+          f"{len(resumed)}")
+    for number, state, values in resumed:
+        again = " (same in the second study)" if number < len(two) and two[number] == (
+            number, state, values) else ""
+        shown = short(values) if values else "params.yaml as it is"
+        print(f"  trial {number:2d} {state:8s} {shown}{again}")
+    same = one == two
+    kept = resumed[:len(one)] == one and len(resumed) == resumed_to
+    return [["same seed and data, same trial sequence", f"{len(one)} of {len(one)}" if same
+             else "differs", "met" if same else "NOT MET"],
+            ["a resumed study adds trials and keeps the earlier ones",
+             f"{len(one)} -> {len(resumed)}", "met" if kept else "NOT MET"]]
+
+
 def short(values: dict) -> str:
     names = {"model.hidden_sizes": "h", "model.activation": "act", "train.weight_decay": "wd",
              "lr_find.fixed_lr": "lr"}
@@ -78,8 +115,8 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=30, help="trials per search")
     parser.add_argument("--quick", action="store_true", help="two splits, 10 trials")
-    parser.add_argument("--only", nargs="+", choices=["reference", "tables"],
-                        default=["tables", "reference"])
+    parser.add_argument("--only", nargs="+", choices=["reference", "tables", "repeat"],
+                        default=["tables", "reference", "repeat"])
     args = parser.parse_args()
     trials = 10 if args.quick else args.trials
     splits = [0, 1] if args.quick else [0, 1, 2, 3, 4]
@@ -114,6 +151,8 @@ def main() -> None:
     if "tables" in args.only:
         lines.append(["tables where tuning is better (at least 2)", str(better),
                       "met" if better >= 2 else "NOT MET"])
+    if "repeat" in args.only:
+        lines += repeat()
     print_rows("Summary", ["target", "value", ""], lines)
     print(f"\n{(time.perf_counter() - start) / 60:.1f} minutes")
 
