@@ -53,8 +53,8 @@ def main() -> None:
     callbacks = [tuning.progress_line]
     with tuning.search_run(study, experiment_id, params) if tracked else nullcontext() as run:
         if run is not None:
-            trial_runs = tuning.TrialRuns(experiment_id)
-            trial_runs.backfill(study, run.info.run_id)  # what an interruption left out
+            trial_runs = tuning.TrialRuns(experiment_id, run.info.run_id)
+            trial_runs.backfill(study)  # what an interruption left out
             callbacks.insert(0, trial_runs)
         try:
             winner = tuning.search(study, params, splits["train"], splits["val"], callbacks)
@@ -71,7 +71,7 @@ def main() -> None:
         if run is not None:
             import mlflow
 
-            trial_runs.backfill(study, run.info.run_id)  # trials of workers that died
+            trial_runs.backfill(study)  # trials of workers that died
             tuning.record_winner(study, winner, run.info.run_id)
             for path in plots:
                 mlflow.log_artifact(str(paths.TUNE / "plots" / path.name), "tune")

@@ -315,6 +315,31 @@ def test_two_workers_share_one_study(tmp_path):
     assert len(children) == len(trials)
 
 
+def test_a_trial_gets_one_run_whichever_worker_logs_it(tmp_path, monkeypatch):
+    # Two workers: one's callback and the other's backfill may both see a finished trial
+    # that has no run yet.
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from deepnormal import tracking
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    experiment_id = tracking.connect("tune-test")
+    study = optuna.create_study()
+    study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=2)
+    with mlflow.start_run(experiment_id=experiment_id) as parent:
+        this_worker = tuning.TrialRuns(experiment_id, parent.info.run_id)
+        other_worker = tuning.TrialRuns(experiment_id, parent.info.run_id)
+        this_worker(study, study.trials[0])
+        other_worker(study, study.trials[0])
+        other_worker.backfill(study)  # adds trial 1 only
+    children = MlflowClient().search_runs(
+        [experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert sorted(run.data.tags["trial"] for run in children) == ["0", "1"]
+    assert {run.data.params["x"] for run in children} == {str(t.params["x"])
+                                                          for t in study.trials}
+
+
 def test_an_unusable_storage_is_one_message_naming_it(tmp_path):
     url = f"sqlite:///{tmp_path}/no/such/folder/optuna.db"
     params = parse_params(raw_params(storage=url))

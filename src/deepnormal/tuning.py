@@ -31,12 +31,11 @@ import optuna
 import pytorch_lightning as pl
 from pydantic import ValidationError
 
-from deepnormal import metrics
+from deepnormal import metrics, tracking
 from deepnormal.config import TUNABLE, Params, SearchRange, search_space
 from deepnormal.data import Split
 from deepnormal.errors import SEARCH_INTERRUPTED, DeepnormalError, first_line
 from deepnormal.network import load_checkpoint
-from deepnormal.tracking import repo_root
 from deepnormal.training import find_lr, fit
 
 STORE_FILE = "optuna.db"
@@ -53,7 +52,7 @@ optuna.logging.set_verbosity(optuna.logging.ERROR)  # the stage prints one line 
 
 
 def storage_url(params: Params) -> str:
-    return params.tune.storage or f"sqlite:///{repo_root() / STORE_FILE}"
+    return params.tune.storage or f"sqlite:///{tracking.repo_root() / STORE_FILE}"
 
 
 def study_name(params: Params, train: Split, val: Split) -> str:
@@ -275,8 +274,6 @@ def search_run(study: optuna.Study, experiment_id: str, params: Params):
     reopened when it resumes; KILLED on Ctrl-C, FAILED on an error."""
     import mlflow
 
-    from deepnormal import tracking
-
     with tracking.store_lock():  # workers starting together: one creates the run
         parent = study.user_attrs.get(PARENT_RUN_ATTR)
         if parent is None:
@@ -292,35 +289,44 @@ def search_run(study: optuna.Study, experiment_id: str, params: Params):
 
 
 class TrialRuns:
-    """A study callback: each finished trial as a nested run of the active (search) MLflow
-    run, holding its params, its val_nll (when it completed), its state and the trial's
+    """A study callback: each finished trial as a nested run of the search's MLflow run,
+    holding its params, its val_nll (when it completed), its state and the trial's
     attributes as tags. (optuna-integration's MLflowCallback did this; Optuna deprecated it
-    in 4.9.)"""
+    in 4.9.) A trial gets one run whichever worker writes it: each write checks for the run
+    first, under the store's lock."""
 
-    def __init__(self, experiment_id: str) -> None:
+    def __init__(self, experiment_id: str, parent_run_id: str) -> None:
         self.experiment_id = experiment_id
+        self.parent_run_id = parent_run_id
 
-    def backfill(self, study: optuna.Study, parent_run_id: str) -> None:
+    def backfill(self, study: optuna.Study) -> None:
         """Log the finished trials that have no run yet: those a Ctrl-C or a killed worker
         stopped before their run was written (an interrupted trial is marked failed)."""
         from mlflow.tracking import MlflowClient
 
-        logged = {run.data.tags.get("trial") for run in _children(MlflowClient(), parent_run_id)}
+        logged = {run.data.tags.get("trial")
+                  for run in _children(MlflowClient(), self.parent_run_id)}
         for trial in study.get_trials(deepcopy=False):
             if trial.state.is_finished() and str(trial.number) not in logged:
                 self(study, trial)
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         import mlflow
+        from mlflow.tracking import MlflowClient
 
         tags = {"trial": str(trial.number), "state": trial.state.name.lower()}
         tags |= {key: str(value) for key, value in trial.user_attrs.items()
                  if key != POINTS_ATTR}
-        with mlflow.start_run(experiment_id=self.experiment_id, nested=True,
-                              run_name=f"{study.study_name} trial {trial.number}", tags=tags):
-            mlflow.log_params(trial.params)
-            if trial.value is not None:
-                mlflow.log_metric("val_nll", trial.value)
+        # Another worker's backfill may be writing the same trial at this moment.
+        with tracking.store_lock():
+            if _children(MlflowClient(), self.parent_run_id, f"tags.trial = '{trial.number}'"):
+                return
+            with mlflow.start_run(experiment_id=self.experiment_id, nested=True,
+                                  parent_run_id=self.parent_run_id, tags=tags,
+                                  run_name=f"{study.study_name} trial {trial.number}"):
+                mlflow.log_params(trial.params)
+                if trial.value is not None:
+                    mlflow.log_metric("val_nll", trial.value)
 
 
 def record_winner(study: optuna.Study, winner: Winner, parent_run_id: str) -> None:
@@ -340,10 +346,11 @@ def record_winner(study: optuna.Study, winner: Winner, parent_run_id: str) -> No
                         "trials_finished": len(finished(study))})
 
 
-def _children(client, parent_run_id: str) -> list:
+def _children(client, parent_run_id: str, condition: str = "") -> list:
     experiment_id = client.get_run(parent_run_id).info.experiment_id
-    return client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'",
-                              max_results=50_000)
+    found = f"tags.mlflow.parentRunId = '{parent_run_id}'"
+    return client.search_runs([experiment_id], f"{found} and {condition}" if condition
+                              else found, max_results=50_000)
 
 
 def draw(study: optuna.Study, out_dir: Path) -> list[Path]:
