@@ -124,7 +124,6 @@ def splits_for(params: Params, workdir: Path) -> dict:
 def run_pipeline(problem: str, overrides: dict[str, object], extra: dict[str, object]) -> Fit:
     """generate -> lr_find -> train -> evaluate for one problem, in this process."""
     from deepnormal.evaluation import evaluate
-    from deepnormal.lr_rule import LrChoice
     from deepnormal.network import load_checkpoint
     from deepnormal.training import find_lr, fit
 
@@ -134,10 +133,7 @@ def run_pipeline(problem: str, overrides: dict[str, object], extra: dict[str, ob
         start = time.perf_counter()
         quiet = io.StringIO()  # the stages' progress lines, the lr finder's progress bar
         with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
-            if params.lr_find.fixed_lr is None:
-                _, _, choice = find_lr(params, splits["train"])
-            else:  # as the lr_find stage: no search
-                choice = LrChoice(params.lr_find.fixed_lr, "fixed_lr from params")
+            _, _, choice = find_lr(params, splits["train"])
             result = fit(params, splits["train"], splits["val"], choice.lr, Path(tmp) / "out")
         seconds = time.perf_counter() - start
         report, _ = evaluate(load_checkpoint(result.checkpoint), splits, params, [0.95])

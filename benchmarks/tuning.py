@@ -38,33 +38,35 @@ from benchmarks.quality import (
 )
 
 
+def quiet_search(params, splits: dict, name: str):
+    """Run (or resume) the study in params' tune.storage, the stage's per-trial lines
+    silenced: (the study, the winner)."""
+    from deepnormal import tuning
+
+    study = tuning.open_study(params, name)
+    quiet = io.StringIO()
+    with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+        winner = tuning.search(study, params, splits["train"], splits["val"])
+    return study, winner
+
+
 def tuned_run(problem: str, overrides: dict, trials: int) -> tuple[object, dict, float]:
     """Search on the problem's train/val split, then the pipeline with the winner:
     (the winner's Fit, its values, minutes the search took)."""
-    from deepnormal import tuning
-
     with tempfile.TemporaryDirectory(prefix="deepnormal-tuning-") as tmp:
         params = params_with(overrides | {"tune.enabled": True, "tune.trials": trials,
                                           "tune.storage": f"sqlite:///{tmp}/optuna.db"})
         splits = splits_for(params, Path(tmp))
-        study = tuning.open_study(params, "benchmark")
         start = time.perf_counter()
-        quiet = io.StringIO()
-        with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
-            winner = tuning.search(study, params, splits["train"], splits["val"])
+        _, winner = quiet_search(params, splits, "benchmark")
         minutes = (time.perf_counter() - start) / 60
     return run_pipeline(problem, overrides | winner.values, {}), winner.values, minutes
 
 
 def trial_sequence(storage: str, params, splits: dict, trials: int) -> list[tuple]:
     """Run (or resume) the study to `trials` finished trials: (number, state, values) each."""
-    from deepnormal import tuning
-
     params = params.with_values({"tune.trials": trials, "tune.storage": storage})
-    study = tuning.open_study(params, "repeat")
-    quiet = io.StringIO()
-    with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
-        tuning.search(study, params, splits["train"], splits["val"])
+    study, _ = quiet_search(params, splits, "repeat")
     return [(t.number, t.state.name, t.params) for t in study.get_trials(deepcopy=False)]
 
 

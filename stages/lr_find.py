@@ -17,7 +17,7 @@ from deepnormal import paths, plots
 from deepnormal.config import apply_tuned, load_params
 from deepnormal.data import read_split
 from deepnormal.errors import run_stage
-from deepnormal.lr_rule import LrChoice
+from deepnormal.lr_rule import fixed_choice
 from deepnormal.outputs import staged
 
 
@@ -27,9 +27,9 @@ def main() -> None:
     params, _ = apply_tuned(load_params(), paths.TUNED)
     p = params.lr_find
     train = read_split(paths.PREPARED / "train.csv")
-    if p.fixed_lr is not None:  # no search: no torch, no Lightning
+    choice = fixed_choice(p.fixed_lr)
+    if choice is not None:  # no search: no torch, no Lightning
         lrs, losses = np.array([]), np.array([])
-        choice = LrChoice(lr=p.fixed_lr, rule="fixed_lr from params")
     else:
         from deepnormal.training import find_lr
 

@@ -40,6 +40,11 @@ class LrChoice:
         return asdict(self)
 
 
+def fixed_choice(fixed_lr: float | None) -> LrChoice | None:
+    """lr_find.fixed_lr as the choice (no range test), or None: the range test decides."""
+    return None if fixed_lr is None else LrChoice(lr=fixed_lr, rule="fixed_lr from params")
+
+
 def running_median(values: np.ndarray, window: int = SMOOTHING_WINDOW) -> np.ndarray:
     """Centred running median; the ends use the points that exist (no lag, no padding)."""
     half = window // 2

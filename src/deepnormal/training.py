@@ -23,7 +23,7 @@ from deepnormal.data import Split
 from deepnormal.errors import DeepnormalError
 from deepnormal.lightning_module import DIVERGENCE_ADVICE, DeepNormalModule
 from deepnormal.loaders import SplitData, member_batches
-from deepnormal.lr_rule import LrChoice, choose_lr
+from deepnormal.lr_rule import LrChoice, choose_lr, fixed_choice
 from deepnormal.network import load_checkpoint
 
 # The stages print what matters themselves (the device, progress, the result). Lightning's
@@ -100,9 +100,12 @@ def range_test(params: Params, train: Split) -> tuple[np.ndarray, np.ndarray]:
 
 
 def find_lr(params: Params, train: Split) -> tuple[np.ndarray, np.ndarray, LrChoice]:
-    """The lr_find stage's search: the range test's curve (lrs, smoothed losses) and the lr
-    the rule (lr_rule.choose_lr) picks from it."""
+    """The lr_find stage's choice: the range test's curve (lrs, smoothed losses) and the lr
+    the rule (lr_rule.choose_lr) picks from it; with lr_find.fixed_lr, that lr and no curve."""
     p = params.lr_find
+    fixed = fixed_choice(p.fixed_lr)
+    if fixed is not None:
+        return np.array([]), np.array([]), fixed
     lrs, losses = range_test(params, train)
     return lrs, losses, choose_lr(lrs, losses, divisor=p.divisor, lower_bound=p.lower_bound,
                                   upper_bound=p.upper_bound, fallback_lr=p.fallback_lr)

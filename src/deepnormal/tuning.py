@@ -156,7 +156,7 @@ def objective(params: Params, train: Split, val: Split,
             reason = first_line(error.errors()[0]["msg"]).removeprefix("Value error, ")
             raise _failed(trial, f"params.yaml refuses these values: {reason}") from None
         try:
-            lr = trial_params.lr_find.fixed_lr or find_lr(trial_params, train)[2].lr
+            lr = find_lr(trial_params, train)[2].lr  # lr_find.fixed_lr, or the range test's
             with tempfile.TemporaryDirectory(prefix="deepnormal-trial-") as out:
                 result = fit(trial_params, train, val, lr, Path(out), progress=False,
                              callbacks=[PruneOnValNll(trial)])
@@ -221,7 +221,7 @@ def choose(study: optuna.Study, space: dict) -> Winner:
 def search(study: optuna.Study, params: Params, train: Split, val: Split,
            callbacks: list[Callable] = ()) -> Winner:
     """Run trials until the study holds tune.trials finished ones (or tune.timeout_minutes
-    pass); returns its best trial's values."""
+    pass); returns the trial the pipeline should train (`choose`)."""
     t = params.tune
     space = search_space(t.space)
     if not study.trials:  # the first trial: params.yaml as it is
