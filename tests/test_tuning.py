@@ -133,6 +133,15 @@ def test_the_first_trial_is_params_yaml_and_a_diverging_trial_fails_but_the_sear
     assert winner.val_nll in [t.value for t in study.trials if t.value is not None]
 
 
+def test_the_per_point_nlls_average_to_the_trials_value_even_with_calibration(tmp_path):
+    # choose() compares trials point by point: the points must score what the value does.
+    study, _ = search(tmp_path, trials=2, base={"model": {"calibrate_sigma": True}},
+                      space={"model.activation": ["tanh", "relu"]})
+    for trial in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
+        assert np.mean(trial.user_attrs[tuning.POINTS_ATTR]) == pytest.approx(trial.value,
+                                                                               abs=1e-4)
+
+
 def test_a_search_where_every_trial_fails_says_why(tmp_path):
     diverging = {"model": {"scale_link": "exp", "standardize": False},
                  "lr_find": {"fixed_lr": 10.0}}
