@@ -4,15 +4,20 @@ Reads params `evaluate`, `generate` and data.source (the oracle exists only for 
 data); the splits; data/train/model.ckpt (loaded weights-only), history.csv, summary.json.
 Writes data/evaluate/:
   metrics.json     one section per split and predictor (model; model_uncalibrated, without
-                   the variance calibration; linear baseline; oracle) and `calibration`
-                   (the sigma scale, the ensemble size); the DVC metrics
-  predictions.csv  test inputs, target, mu, sigma and interval bounds
+                   the variance calibration; linear baseline; oracle), `calibration`
+                   (the sigma scale, the ensemble size) and `family`; the model's section
+                   counts the cells filled and the categories unseen in training
+                   (unknown_categories); every score in the target's own units; the DVC
+                   metrics
+  predictions.csv  test inputs, target, predictive mean, median, std, mu, sigma and
+                   interval bounds
   calibration.csv  observed vs nominal quantile coverage (a DVC plot)
   summary.md       a short markdown report
 When the model scores worse than the homoscedastic line on the validation split, it says so
 (printed, in summary.md and as the run tag quality_warning) and suggests what to try; the
 stage still succeeds.
-  plots/*.png      prediction band, learning curves, calibration, PIT, sigma plots
+  plots/*.png      prediction band, learning curves, calibration, PIT, sigma plots, the
+                   predicted std per category of the first categorical column
 Logs the metrics (test_nll, test_crps, test_picp_95, ...), plots and files into the
 training run in MLflow (unless it was trained with tracking.enabled false).
 """
@@ -26,7 +31,7 @@ from deepnormal import evaluation, paths, tracking
 from deepnormal.config import load_params
 from deepnormal.data import read_splits
 from deepnormal.errors import DeepnormalError, run_stage
-from deepnormal.network import load_checkpoint
+from deepnormal.trained import load_model
 from deepnormal.outputs import staged
 
 
@@ -42,19 +47,19 @@ def main() -> None:
     except (OSError, ValueError) as error:
         raise DeepnormalError(f"training outputs in {paths.TRAIN} are missing or unreadable "
                               f"({error}); run the train stage") from None
-    net = load_checkpoint(paths.CHECKPOINT)
+    model = load_model(paths.CHECKPOINT)
 
     synthetic_data = params.data.source == "synthetic"  # only then is there an oracle
-    report, predicted = evaluation.evaluate(net, splits, params, p.interval_levels)
+    report, predicted = evaluation.evaluate(model, splits, params, p.interval_levels)
     warning = evaluation.quality_warning(report)
     with staged(paths.EVALUATE) as scratch:
         (scratch / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
-        evaluation.predictions_table(splits["test"], *predicted["test"]["model"],
+        evaluation.predictions_table(splits["test"], model.family, *predicted["test"]["model"],
                                      p.interval_levels).to_csv(scratch / "predictions.csv",
                                                                index=False)
-        evaluation.calibration_table(splits["test"], predicted["test"]).to_csv(
+        evaluation.calibration_table(splits["test"], predicted["test"], model.family).to_csv(
             scratch / "calibration.csv", index=False)
-        evaluation.draw(splits["test"], predicted["test"], net.predict, history, summary,
+        evaluation.draw(splits["test"], predicted["test"], model, history, summary,
                         scratch / "plots", p.plot_max_points, synthetic_data, params)
         (scratch / "summary.md").write_text(
             evaluation.summary_markdown(report, summary, warning))
@@ -64,6 +69,9 @@ def main() -> None:
     gap = f", gap to oracle {test['nll_gap']:.4f}" if "nll_gap" in test else ""
     print(f"test NLL {test['model']['nll']:.4f}{gap}, "
           f"95% coverage {test['model'].get('picp_95', float('nan')):.3f}")
+    if test["model"]["unknown_categories"]:
+        print(f"{test['model']['unknown_categories']} test cell(s) held a category not seen "
+              "in training (or too rare there), predicted as 'unknown'")
     if warning:
         print(f"warning: {warning}")
 

@@ -1,13 +1,20 @@
 """Stage `generate`: produce the train / val / test splits.
 
-Reads params sections `data` and `generate`, and, with data.source: file, the file at
-data.path (CSV or Parquet). Writes data/prepared/{train,val,test}.csv: the feature columns,
-then the target as the last column.
+Reads params sections `data` and `generate`, model.distribution (a log-normal target must be
+positive), and, with data.source: file, the file at data.path (CSV or Parquet).
+Writes data/prepared/{train,val,test}.csv (the feature columns, then the target as the last
+column; categories as text, empty cells empty) and data/prepared/columns.json (each
+feature's kind, what was dropped and how many cells are empty), and prints the same.
 - data.source: synthetic samples the reference process of the `generate` section.
-- data.source: file validates the file first (it exists and parses, the columns exist and
-  are numeric, no missing or infinite values unless data.drop_missing, enough rows for every
-  split) and writes nothing if anything is wrong. The split is random (generate.seed and
-  fractions) or taken from data.split_column.
+- data.source: file checks the file first and writes nothing if anything is wrong: it exists
+  and parses, the named columns exist, the target holds numbers (and, for the log-normal,
+  only positive ones), enough rows for every split, no feature empty in every training row.
+  A text or yes/no column, or one listed in data.categorical, is categorical; every other
+  feature numeric (a text column that is nearly all numbers is an error naming the first
+  text cell). Rows with an empty target are dropped and counted. Empty feature cells are
+  kept for the train stage to fill (data.missing: impute), dropped with their rows (drop)
+  or refused (error). A categorical column that is nearly all distinct gets a warning.
+  The split is random (generate.seed and fractions) or taken from data.split_column.
 The same params and file give byte-identical outputs. Imports no torch.
 """
 
@@ -17,8 +24,17 @@ import pandas as pd
 
 from deepnormal import paths, synthetic
 from deepnormal.config import load_params
-from deepnormal.data import SYNTHETIC_COLUMNS, load_table, prepare_table, split_indices, write_split
-from deepnormal.errors import run_stage
+from deepnormal.data import (
+    NUMERIC,
+    SYNTHETIC_COLUMNS,
+    load_table,
+    prepare_table,
+    split_indices,
+    write_columns,
+    write_split,
+)
+from deepnormal.errors import DeepnormalError, run_stage
+from deepnormal.family import family
 from deepnormal.outputs import staged
 
 
@@ -27,23 +43,30 @@ def main() -> None:
                             formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     params = load_params()
     g, d = params.generate, params.data
+    report = None
     if d.source == "synthetic":
+        if params.model.distribution != "normal":
+            raise DeepnormalError(f"model.distribution: {params.model.distribution} needs a "
+                                  "positive target; the synthetic data's is not (use normal)")
         x, y = synthetic.sample(g)
         frame = pd.DataFrame(dict(zip(SYNTHETIC_COLUMNS, (x, y), strict=True)))
         parts = {name: frame.iloc[index]
                  for name, index in split_indices(g.n, g.val_fraction, g.test_fraction,
                                                   g.seed).items()}
+        kinds, target = {SYNTHETIC_COLUMNS[0]: NUMERIC}, SYNTHETIC_COLUMNS[1]
     else:
-        parts, dropped = prepare_table(load_table(d.path), d.features, d.target, d.split_column,
-                                       d.drop_missing, d.path,
-                                       (g.val_fraction, g.test_fraction, g.seed))
-        if dropped:
-            print(f"dropped {dropped} row(s) with missing or infinite values "
-                  "(data.drop_missing: true)")
+        parts, report = prepare_table(
+            load_table(d.path), d.features, d.target, d.split_column, d.path,
+            (g.val_fraction, g.test_fraction, g.seed), categorical=d.categorical,
+            missing=d.missing, family=family(params.model.distribution))
+        kinds, target = report.kinds, d.target
+        for line in report.lines():
+            print(line)
     with staged(paths.PREPARED) as out:
         for name, part in parts.items():
             write_split(part, out / f"{name}.csv")
             print(f"{name}: {len(part)} rows -> {paths.PREPARED / f'{name}.csv'}")
+        write_columns(out, kinds, target, report.as_dict() if report else None)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,10 @@ Writes data/train/model.ckpt (the best epoch, weights-only loadable), history.cs
 chosen lr). Prints a progress line every few seconds.
 Opens one MLflow run holding every param, the data set (name, source, digest, rows,
 columns), the per-epoch curves (through Lightning's MLflow logger), the lr-finder result and
-plot, the checkpoint and a servable MLflow model (`model`: features in, mu and sigma out); a
+plot, the checkpoint, the fitted table encoder (`table.json`: column kinds, vocabularies,
+fill values, standardisation, the target's family) with the empty cells it filled per column
+(metrics `filled_cells.<column>`, training split), and a servable MLflow model (`model`: the
+raw feature columns in, the predictive mean, median, std and intervals out); a
 failure leaves the run FAILED, Ctrl-C KILLED. With tracking.enabled false it logs nothing
 (summary.json: run_id null). With compute.devices > 1 (strategy ddp) Lightning reruns this
 script once per extra device; those processes train their share and track and write nothing.
@@ -83,7 +86,8 @@ def main() -> None:
             write_outputs(out, run_id, choice, result)
             mlflow.log_metrics({"best_val_nll": result.best_val_nll,
                                 "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
-                                "sigma_scale": result.sigma_scale})
+                                "sigma_scale": result.sigma_scale} | filled_cells(result, splits))
+            mlflow.log_dict(result.encoder.to_dict(), "train/table.json")
             mlflow.set_tag("device", result.device)
             mlflow.log_artifact(str(result.checkpoint), "checkpoints")
             mlflow.log_artifact(str(out / paths.HISTORY.name), "train")
@@ -109,8 +113,17 @@ def logged_params(params, splits, choice, search: dict) -> dict:
     }
 
 
+def filled_cells(result, splits) -> dict[str, int]:
+    """Per feature, the training split's empty cells the encoder fills."""
+    filled = result.encoder.encode(splits["train"].frame).filled
+    return {f"filled_cells.{name}": count for name, count in filled.items()}
+
+
 def example_inputs(split, rows: int = 5) -> pd.DataFrame:
-    return pd.DataFrame(split.features[:rows], columns=list(split.feature_names))
+    """Raw rows as a request would send them; rows with an empty cell first, when any."""
+    frame = split.frame
+    order = frame.isna().any(axis=1).sort_values(ascending=False, kind="stable").index
+    return frame.loc[order[:rows]].reset_index(drop=True)
 
 
 def write_outputs(out, run_id, choice, result) -> None:

@@ -61,8 +61,13 @@ class DataParams(_Section):
     features: list[str] = Field(
         ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"], min_length=1)
     target: str = Field("progression", min_length=1)
+    # Feature columns encoded as categories although they hold numbers (a zip code, an id);
+    # text and yes/no columns are categorical anyway.
+    categorical: list[str] = Field(default_factory=list)
     split_column: str | None = None
-    drop_missing: bool = False
+    missing: Literal["impute", "drop", "error"] = "impute"
+    # A category seen in fewer training rows than this shares the "unknown" slot.
+    min_category_rows: int = Field(5, ge=1)
 
     @model_validator(mode="after")
     def _check(self) -> DataParams:
@@ -72,6 +77,10 @@ class DataParams(_Section):
             raise ValueError(f"the target '{self.target}' is also listed as a feature")
         if self.split_column is not None and self.split_column in [*self.features, self.target]:
             raise ValueError(f"split_column '{self.split_column}' is also a feature or the target")
+        unknown = [name for name in self.categorical if name not in self.features]
+        if unknown:
+            raise ValueError(f"categorical names {', '.join(map(repr, unknown))}, which "
+                             f"features does not list; features: {self.features}")
         if self.source == "file" and not self.path.lower().endswith(FILE_SUFFIXES):
             raise ValueError(f"path must name a CSV or Parquet file ({', '.join(FILE_SUFFIXES)}); "
                              f"got '{self.path}'")
@@ -86,6 +95,11 @@ class ModelParams(_Section):
     standardize: bool = True
     ensemble_size: int = Field(5, ge=1, le=64)
     calibrate_sigma: bool = False
+    # normal: y ~ N(mu, sigma^2); lognormal: log y ~ N(mu, sigma^2), for a positive target.
+    distribution: Literal["normal", "lognormal"] = "normal"
+    # A categorical column with at most this many categories is one-hot encoded; a larger
+    # one gets a learned embedding of this many dimensions.
+    embedding_dim: int = Field(8, ge=1, le=256)
 
     @model_validator(mode="after")
     def _check(self) -> ModelParams:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -12,62 +11,81 @@ import pandas as pd
 from deepnormal import metrics, plots, synthetic
 from deepnormal.baselines import LinearGaussian
 from deepnormal.config import Params
-from deepnormal.data import Split
-from deepnormal.network import DeepNormalNet
+from deepnormal.data import CATEGORICAL, Split
 from deepnormal.predict import with_intervals
+from deepnormal.trained import TrainedModel
 
-Predictor = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
-Predictions = dict[str, tuple[np.ndarray, np.ndarray]]  # predictor name -> (mu, sigma)
+# A predictor maps a table of features to the Normal (loc, scale) of the transformed target;
+# every predictor of one evaluation shares the model's family (the line is fitted on the
+# same scale, so the comparison stays fair).
+Predictor = Callable[[pd.DataFrame], tuple[np.ndarray, np.ndarray]]
+Predictions = dict[str, tuple[np.ndarray, np.ndarray]]  # predictor name -> (loc, scale)
 SCORED_SPLITS = ("test", "val")
 
 
-def predictors(net: DeepNormalNet, train: Split, params: Params,
+def predictors(model: TrainedModel, train: Split, params: Params,
                synthetic_data: bool) -> dict[str, Predictor]:
     """The model; without its variance calibration when it has one; the homoscedastic
-    linear baseline; and, for synthetic data, the oracle."""
-    linear = LinearGaussian.fit(train.features, train.target)
-    found = {"model": net.predict}
-    if float(net.sigma_scale) != 1.0:
-        found["model_uncalibrated"] = partial(net.predict, calibrated=False)
-    found["linear"] = linear.predict
+    linear baseline (least squares on the encoded inputs, fitted to the transformed target);
+    and, for synthetic data, the oracle."""
+    encoder = model.encoder
+
+    def design(frame: pd.DataFrame) -> np.ndarray:
+        return encoder.design(encoder.encode(frame))
+
+    linear = LinearGaussian.fit(design(train.frame), model.family.transform(train.target))
+    found = {"model": lambda frame: model.predict(frame).params}
+    if model.sigma_scale != 1.0:
+        found["model_uncalibrated"] = lambda frame: model.predict(frame, calibrated=False).params
+    found["linear"] = lambda frame: linear.predict(design(frame))
     if synthetic_data:
         g = params.generate
-        found["oracle"] = lambda f: (synthetic.true_mean(f[:, 0], g),
-                                     synthetic.true_sigma(f[:, 0], g))
+        found["oracle"] = lambda frame: (synthetic.true_mean(frame.iloc[:, 0].to_numpy(), g),
+                                         synthetic.true_sigma(frame.iloc[:, 0].to_numpy(), g))
     return found
 
 
 def predict_all(split: Split, predictors: dict[str, Predictor]) -> Predictions:
     """Every predictor on one split, once: scores, tables and plots all reuse the result."""
-    return {name: predict(split.features) for name, predict in predictors.items()}
+    return {name: predict(split.frame) for name, predict in predictors.items()}
 
 
-def score_split(split: Split, predictions: Predictions, levels: list[float],
-                members: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+def score_split(split: Split, predictions: Predictions, levels: list[float], family,
+                members: tuple[np.ndarray, np.ndarray] | None = None,
+                encoding: dict | None = None) -> dict:
     """One section per predictor, plus the model's NLL gap to the oracle when there is one.
     With the ensemble members' predictions, the model's section also holds the exact
-    mixture NLL (`mixture_nll`) beside the NLL of its moment-matched Gaussian (`nll`)."""
+    mixture NLL (`mixture_nll`) beside the NLL of its moment-matched Gaussian (`nll`); with
+    `encoding`, the count of cells that went to the unknown category and that were filled."""
     section = {}
-    for name, (mu, sigma) in predictions.items():
-        section[name] = metrics.score(split.target, mu, sigma, levels)
+    for name, (loc, scale) in predictions.items():
+        section[name] = metrics.score(split.target, loc, scale, levels, family)
     if members is not None:
-        section["model"]["mixture_nll"] = metrics.mixture_nll(split.target, *members)
+        section["model"]["mixture_nll"] = metrics.mixture_nll(split.target, *members, family)
+    if encoding is not None:
+        section["model"]["unknown_categories"] = sum(encoding["unknown"].values())
+        section["model"]["filled_cells"] = sum(encoding["filled"].values())
     if "oracle" in section:
         section["nll_gap"] = section["model"]["nll"] - section["oracle"]["nll"]
     return section
 
 
-def evaluate(net: DeepNormalNet, splits: dict[str, Split], params: Params,
+def evaluate(model: TrainedModel, splits: dict[str, Split], params: Params,
              levels: list[float]) -> tuple[dict, dict[str, Predictions]]:
     """Score the model and its baselines on the test and validation splits: (the report
     written to metrics.json, the predictions per split for tables and plots)."""
-    found = predictors(net, splits["train"], params, params.data.source == "synthetic")
+    found = predictors(model, splits["train"], params, params.data.source == "synthetic")
     predicted = {name: predict_all(splits[name], found) for name in SCORED_SPLITS}
-    report = {name: score_split(splits[name], predicted[name], levels,
-                                net.predict_members(splits[name].features))
-              for name in SCORED_SPLITS}
-    report["calibration"] = {"sigma_scale": float(net.sigma_scale),
-                             "ensemble_size": net.ensemble_size}
+    report = {}
+    for name in SCORED_SPLITS:
+        encoded = model.encode(splits[name].frame)
+        report[name] = score_split(
+            splits[name], predicted[name], levels, model.family,
+            model.predict_members(splits[name].frame),
+            {"unknown": encoded.unknown, "filled": encoded.filled})
+    report["calibration"] = {"sigma_scale": model.sigma_scale,
+                             "ensemble_size": model.ensemble_size}
+    report["family"] = model.family.name
     return report, predicted
 
 
@@ -101,52 +119,66 @@ def mlflow_metrics(report: dict) -> dict[str, float]:
     return flat
 
 
-def predictions_table(split: Split, mu: np.ndarray, sigma: np.ndarray,
+def predictions_table(split: Split, family, loc: np.ndarray, scale: np.ndarray,
                       levels: list[float]) -> pd.DataFrame:
-    table = pd.DataFrame(split.features, columns=list(split.feature_names))
+    table = split.frame.copy()
     table[split.target_name] = split.target
-    return with_intervals(table, mu, sigma, levels)
+    return with_intervals(table, family, loc, scale, levels)
 
 
-def calibration_table(split: Split, predictions: Predictions) -> pd.DataFrame:
+def calibration_table(split: Split, predictions: Predictions, family) -> pd.DataFrame:
     """Nominal vs observed quantile coverage per predictor, the data of the DVC plot."""
     table = pd.DataFrame({"nominal": metrics.CALIBRATION_LEVELS})
-    for name, (mu, sigma) in predictions.items():
-        table[name] = metrics.calibration_curve(split.target, mu, sigma)
+    for name, (loc, scale) in predictions.items():
+        table[name] = metrics.calibration_curve(split.target, loc, scale, family=family)
     return table
 
 
-def draw(test: Split, predictions: Predictions, model: Predictor, history: list[dict],
+def draw(test: Split, predictions: Predictions, model: TrainedModel, history: list[dict],
          train_summary: dict, out_dir: Path, max_points: int, synthetic_data: bool,
          params: Params) -> list[Path]:
-    """Every evaluation figure; one-feature data gets the band and sigma(x) plots, for
-    which `model` is evaluated on a grid."""
-    mu, sigma = predictions["model"]
-    curves = {name: metrics.calibration_curve(test.target, *predicted)
+    """Every evaluation figure. Quantities a reader compares across families are drawn in
+    the target's units: the predictive mean, its std and its central intervals. One numeric
+    feature gets the band and sigma(x) plots (the model evaluated on a grid); a table with
+    categorical columns gets the predicted std per category of the first one."""
+    family = model.family
+    loc, scale = predictions["model"]
+    mean, std = family.mean(loc, scale), family.std(loc, scale)
+    bounds = metrics.interval(loc, scale, 0.95, family)
+    curves = {name: metrics.calibration_curve(test.target, *predicted, family=family)
               for name, predicted in predictions.items()}
     paths = [
         plots.learning_curves(history, train_summary["best_epoch"],
                               train_summary["stopped_early"], out_dir / "learning_curves.png"),
         plots.calibration(metrics.CALIBRATION_LEVELS, curves, out_dir / "calibration.png"),
-        plots.pit_histogram(metrics.pit(test.target, mu, sigma), out_dir / "pit_histogram.png"),
-        plots.observed_vs_predicted(test.target, mu, sigma, out_dir / "observed_vs_predicted.png",
-                                    max_points),
-        plots.sigma_vs_error(test.target, mu, sigma, out_dir / "sigma_vs_error.png", max_points),
+        plots.pit_histogram(metrics.pit(test.target, loc, scale, family),
+                            out_dir / "pit_histogram.png"),
+        plots.observed_vs_predicted(test.target, mean, bounds,
+                                    out_dir / "observed_vs_predicted.png", max_points),
+        plots.sigma_vs_error(test.target, mean, std, out_dir / "sigma_vs_error.png",
+                             max_points),
     ]
-    if test.features.shape[1] == 1:
-        x = test.features[:, 0]
-        grid = np.linspace(x.min(), x.max(), 500)
-        grid_mu, grid_sigma = model(grid[:, None])
+    categorical = [name for name, kind in test.kinds.items() if kind == CATEGORICAL]
+    if categorical:
+        name = categorical[0]
+        paths.append(plots.sigma_per_category(test.frame[name], std, name, test.target_name,
+                                              out_dir / "sigma_per_category.png"))
+    if test.frame.shape[1] == 1 and not categorical:
+        name = test.feature_names[0]
+        x = test.frame[name].to_numpy(dtype=float)
+        grid = np.linspace(np.nanmin(x), np.nanmax(x), 500)
+        grid_prediction = model.predict(pd.DataFrame({name: grid}))
+        bands = {level: grid_prediction.interval(level) for level in (0.6827, 0.9545)}
         true_mu = true_sigma = None
         if synthetic_data:
             true_mu = synthetic.true_mean(grid, params.generate)
             true_sigma = synthetic.true_sigma(grid, params.generate)
-        names = (test.feature_names[0], test.target_name)
-        paths.append(plots.prediction_band(x, test.target, grid, grid_mu, grid_sigma,
+        names = (name, test.target_name)
+        paths.append(plots.prediction_band(x, test.target, grid, grid_prediction.mean(), bands,
                                            out_dir / "prediction_band.png", names, true_mu,
                                            true_sigma, max_points))
-        paths.append(plots.sigma_vs_input(grid, grid_sigma, out_dir / "sigma_vs_input.png",
-                                          names[0], true_sigma))
+        paths.append(plots.sigma_vs_input(grid, grid_prediction.std(),
+                                          out_dir / "sigma_vs_input.png", names[0], true_sigma))
     return paths
 
 
@@ -161,8 +193,11 @@ def summary_markdown(report: dict, train_summary: dict, warning: str | None = No
         f"- epochs run: {train_summary['epochs_run']}, best epoch: {train_summary['best_epoch']}",
         f"- ensemble of {calibration['ensemble_size']} network(s); sigma scaled by "
         f"{calibration['sigma_scale']:.4f} (fitted on the validation split; 1: none)",
+        f"- predictive family: {report['family']} (every score in the target's own units)",
         f"- exact mixture NLL of the members on the test split: "
-        f"{test['model']['mixture_nll']:.4f} (the table scores the one Gaussian predicted)",
+        f"{test['model']['mixture_nll']:.4f} (the table scores the one distribution predicted)",
+        f"- test cells filled (empty): {test['model']['filled_cells']}; categories never seen "
+        f"in training (or too rare there): {test['model']['unknown_categories']}",
         "",
         "| predictor | test NLL | CRPS | RMSE | 95% coverage | calibration error |",
         "|---|---|---|---|---|---|",

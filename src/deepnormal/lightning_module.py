@@ -8,7 +8,8 @@ Gaussian on the validation split), both in original units, nats per point, and `
 `step` = the epoch, so that every logger (MLflow, the in-memory history) indexes the curves
 by epoch. With calibrate_sigma, each validation pass also fits the variance calibration
 factor (network.calibration_factor) on the validation split, so every checkpoint carries
-the factor that fits its own weights.
+the factor that fits its own weights. The table encoder's plain values (`table`) are a
+hyperparameter, so the checkpoint carries the preprocessing with the weights.
 """
 
 from __future__ import annotations
@@ -20,15 +21,8 @@ import torch
 from torchmetrics import MeanMetric
 
 from deepnormal.config import ModelParams, TrainParams
-from deepnormal.data import Split
 from deepnormal.errors import DeepnormalError
-from deepnormal.network import (
-    DeepNormalNet,
-    calibration_factor,
-    gaussian_nll_z,
-    mixture_moments,
-    standardisation,
-)
+from deepnormal.network import DeepNormalNet, calibration_factor, gaussian_nll_z, mixture_moments
 
 DIVERGENCE_ADVICE = ("the learning rate is too high: set lr_find.fixed_lr lower or lower "
                      "lr_find.upper_bound")
@@ -39,16 +33,13 @@ class DeepNormalModule(pl.LightningModule):
     # load with torch.load(weights_only=True).
     def __init__(
         self,
-        input_dim: int,
+        table: dict,
         hidden_sizes: list[int],
         activation: str,
         sigma_floor: float,
-        x_mean: list[float],
-        x_std: list[float],
-        y_mean: float,
-        y_std: float,
         scale_link: str = "softplus",
         ensemble_size: int = 1,
+        embedding_dim: int = 8,
         calibrate_sigma: bool = False,
         lr: float = 1e-3,
         optimizer: str = "adam",
@@ -57,32 +48,29 @@ class DeepNormalModule(pl.LightningModule):
         max_epochs: int = 100,
         loss: str = "nll",
         beta: float = 0.5,
-        feature_names: list[str] | None = None,
-        target_name: str = "y",
     ) -> None:
         super().__init__()
         # Kept in the checkpoint; the train stage logs params.yaml itself, flattened.
         self.save_hyperparameters(logger=False)
-        self.net = DeepNormalNet(input_dim, hidden_sizes, activation, sigma_floor,
-                                 x_mean, x_std, y_mean, y_std, scale_link, ensemble_size)
-        self.log_y_std = math.log(y_std)
+        self.net = DeepNormalNet(table, hidden_sizes, activation, sigma_floor, scale_link,
+                                 ensemble_size, embedding_dim)
         # The epoch's mean training NLL, accumulated on the device and logged once per
         # epoch: a per-step self.log costs about a third of a step for this small network.
         # NaNs must propagate (the default drops them), so that divergence is seen.
         self.train_nll = MeanMetric(nan_strategy="disable")
 
     @classmethod
-    def from_params(cls, model: ModelParams, train: TrainParams, data: Split,
+    def from_params(cls, model: ModelParams, train: TrainParams, table: dict,
                     lr: float) -> DeepNormalModule:
         return cls(
-            input_dim=data.features.shape[1],
+            table=table,
             hidden_sizes=list(model.hidden_sizes),
             activation=model.activation,
             sigma_floor=model.sigma_floor,
             scale_link=model.scale_link,
             ensemble_size=model.ensemble_size,
+            embedding_dim=model.embedding_dim,
             calibrate_sigma=model.calibrate_sigma,
-            **standardisation(data.features, data.target, model.standardize),
             lr=lr,
             optimizer=train.optimizer,
             weight_decay=train.weight_decay,
@@ -90,16 +78,14 @@ class DeepNormalModule(pl.LightningModule):
             max_epochs=train.max_epochs,
             loss=train.loss,
             beta=train.beta,
-            # Recorded so that `deepnormal-predict` can pick the columns from an input table.
-            feature_names=list(data.feature_names),
-            target_name=data.target_name,
         )
 
     def training_step(self, batch, batch_idx):
-        x, y = batch  # [M, B, d], [M, B]: a mini-batch per member
-        mu_z, sigma_z = self.net.members(x)
-        nll = gaussian_nll_z(self.net.standardise_target(y), mu_z, sigma_z)
-        self.train_nll.update(nll.mean().detach(), nll.numel())
+        numeric, codes, y_z, offset = batch  # [M, B, ...]: a mini-batch per member
+        mu_z, sigma_z = self.net.members(numeric, codes)
+        nll = gaussian_nll_z(y_z, mu_z, sigma_z)
+        # The logged NLL is in the target's own units (the offset is constant per point).
+        self.train_nll.update((nll + offset).mean().detach(), nll.numel())
         if self.hparams.loss == "beta_nll":
             # Seitzer et al. 2022: weight each point's NLL by a stop-gradient sigma^(2*beta).
             nll = nll * sigma_z.detach() ** (2 * self.hparams.beta)
@@ -113,7 +99,7 @@ class DeepNormalModule(pl.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         # compute() averages over every rank under DDP.
-        value = float(self.train_nll.compute()) + self.log_y_std
+        value = float(self.train_nll.compute())
         self.train_nll.reset()
         lr = self.epoch_lr
         if not math.isfinite(value):
@@ -126,11 +112,10 @@ class DeepNormalModule(pl.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         # The whole split is one batch, on every rank, so all ranks agree on val_nll.
-        x, y = batch
-        y_z = self.net.standardise_target(y)
-        mu_z, sigma_z = mixture_moments(*self.net.members(x))
-        nll = gaussian_nll_z(y_z, mu_z, sigma_z)
-        self.log("val_nll", nll.mean() + self.log_y_std, batch_size=len(nll), sync_dist=True)
+        numeric, codes, y_z, offset = batch
+        mu_z, sigma_z = mixture_moments(*self.net.members(numeric, codes))
+        nll = gaussian_nll_z(y_z, mu_z, sigma_z) + offset
+        self.log("val_nll", nll.mean(), batch_size=len(nll), sync_dist=True)
         self.log("step", float(self.current_epoch))
         if self.hparams.calibrate_sigma:
             self.net.sigma_scale.fill_(calibration_factor(y_z, mu_z, sigma_z))

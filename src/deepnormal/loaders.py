@@ -19,12 +19,19 @@ import torch
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from deepnormal.data import Split
+from deepnormal.preprocessing import TableEncoder
 
 
-def tensors(split: Split) -> TensorDataset:
-    # torch.tensor copies (as float32 it must anyway); the arrays may be read-only views.
-    return TensorDataset(torch.tensor(split.features, dtype=torch.float32),
-                         torch.tensor(split.target, dtype=torch.float32))
+def tensors(split: Split, encoder: TableEncoder) -> TensorDataset:
+    """(numeric inputs, category codes, standardised transformed target, NLL offset) per
+    row. The offset turns a point's NLL in standardised units into the NLL of y in its own
+    units: log(target std) plus the family's log-Jacobian (log y for the log-normal)."""
+    encoded = encoder.encode(split.frame)
+    offset = np.log(encoder.target["std"]) + encoder.family.log_jacobian(split.target)
+    return TensorDataset(torch.from_numpy(encoded.numeric),
+                         torch.from_numpy(encoded.codes),
+                         torch.tensor(encoder.target_z(split.target), dtype=torch.float32),
+                         torch.tensor(offset, dtype=torch.float32))
 
 
 class MemberBatches(Sampler):
@@ -56,31 +63,32 @@ class MemberBatches(Sampler):
         return math.ceil(self.per_rank / self.batch_size)
 
 
-def member_batches(split: Split, batch_size: int, members: int, seed: int, rank: int = 0,
-                   world_size: int = 1) -> DataLoader:
-    """Training batches: (x [M, B, d], y [M, B]) per step."""
+def member_batches(split: Split, encoder: TableEncoder, batch_size: int, members: int,
+                   seed: int, rank: int = 0, world_size: int = 1) -> DataLoader:
+    """Training batches: (numeric [M, B, d], codes [M, B, k], y_z [M, B], offset [M, B])."""
     sampler = MemberBatches(len(split), batch_size, members, seed, rank, world_size)
-    return DataLoader(tensors(split), batch_size=None, sampler=sampler)
+    return DataLoader(tensors(split, encoder), batch_size=None, sampler=sampler)
 
 
-def whole(split: Split) -> DataLoader:
-    """The whole split as one batch (x [n, d], y [n]): validation."""
-    return DataLoader(tensors(split), batch_size=None, sampler=[torch.arange(len(split))])
+def whole(split: Split, encoder: TableEncoder) -> DataLoader:
+    """The whole split as one batch (numeric [n, d], codes [n, k], y_z [n], offset [n])."""
+    return DataLoader(tensors(split, encoder), batch_size=None,
+                      sampler=[torch.arange(len(split))])
 
 
 class SplitData(pl.LightningDataModule):
     """Training batches sharded by the trainer's rank; the whole validation split as one
     batch. Loaders are built once the trainer knows its rank and world size."""
 
-    def __init__(self, train: Split, val: Split, batch_size: int, members: int,
-                 seed: int) -> None:
+    def __init__(self, train: Split, val: Split, encoder: TableEncoder, batch_size: int,
+                 members: int, seed: int) -> None:
         super().__init__()
-        self.train, self.val = train, val
+        self.train, self.val, self.encoder = train, val, encoder
         self.batch_size, self.members, self.seed = batch_size, members, seed
 
     def train_dataloader(self) -> DataLoader:
-        return member_batches(self.train, self.batch_size, self.members, self.seed,
+        return member_batches(self.train, self.encoder, self.batch_size, self.members, self.seed,
                               rank=self.trainer.global_rank, world_size=self.trainer.world_size)
 
     def val_dataloader(self) -> DataLoader:
-        return whole(self.val)
+        return whole(self.val, self.encoder)

@@ -1,17 +1,19 @@
 """The deep normal network: a deep ensemble of mean-variance MLPs. Torch only, so evaluation
 and serving never import Lightning.
 
-    x (original units) -> standardise -> M member MLPs, run as one batched network ->
-    per member: mu_z, sigma_z = link(raw) + sigma_floor   (standardised units)
+    encoded table (preprocessing.TableEncoder: standardised numbers, "was empty" flags,
+    category codes) -> categories one-hot or embedded -> M member MLPs, run as one batched
+    network -> per member: mu_z, sigma_z = link(raw) + sigma_floor  (standardised units)
     -> one Gaussian: the mixture's mean and variance (moment matching)
-    -> original units, sigma times the calibration factor sigma_scale.
+    -> the transformed target's units (log y for the log-normal family), sigma times the
+       calibration factor sigma_scale.
 
 M = model.ensemble_size members (Lakshminarayanan et al. 2017) have their own weights,
 initialisation and batch order; stacked into [M, in, out] tensors they train as one network
 with batched matrix products, so M = 5 costs far less than five trainings. M = 1 is the
-single model. The standardisation statistics are plain numbers (hyperparameters) fitted on
-the training split; sigma_scale is a buffer fitted on the validation split (see
-`calibration_factor`); so a checkpoint alone reproduces predictions in original units.
+single model. The network takes the table encoder's plain values (`table`), fitted on the
+training split; sigma_scale is a buffer fitted on the validation split (see
+`calibration_factor`); so a checkpoint alone reproduces predictions.
 """
 
 from __future__ import annotations
@@ -46,23 +48,6 @@ SCALE_LINKS = {
 PREDICT_CHUNK = 65_536
 
 
-def standardisation(features: np.ndarray, target: np.ndarray, enabled: bool) -> dict:
-    """Mean/std of the training split as plain floats (identity when disabled)."""
-    d = features.shape[1]
-    if not enabled:
-        return {"x_mean": [0.0] * d, "x_std": [1.0] * d, "y_mean": 0.0, "y_std": 1.0}
-    x_std = features.std(axis=0)
-    y_std = float(target.std())
-    # A constant column would divide by zero; leave it unscaled instead.
-    x_std = np.where(x_std > 0, x_std, 1.0)
-    return {
-        "x_mean": [float(v) for v in features.mean(axis=0)],
-        "x_std": [float(v) for v in x_std],
-        "y_mean": float(target.mean()),
-        "y_std": y_std if y_std > 0 else 1.0,
-    }
-
-
 class EnsembleLinear(nn.Module):
     """M independent linear layers as one batched product: [M, B, in] -> [M, B, out].
 
@@ -89,24 +74,43 @@ def mixture_moments(mu: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor
     return mean, variance.sqrt()
 
 
+class EnsembleEmbedding(nn.Module):
+    """A learned embedding table per member: codes [M, B] -> [M, B, dim]."""
+
+    def __init__(self, members: int, categories: int, dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(members, categories, dim))
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        members = torch.arange(self.weight.shape[0], device=codes.device)[:, None]
+        return self.weight[members, codes]
+
+
 class DeepNormalNet(nn.Module):
     def __init__(
         self,
-        input_dim: int,
+        table: dict,
         hidden_sizes: list[int],
         activation: str,
         sigma_floor: float,
-        x_mean: list[float],
-        x_std: list[float],
-        y_mean: float,
-        y_std: float,
         scale_link: str = "softplus",
         ensemble_size: int = 1,
+        embedding_dim: int = 8,
     ) -> None:
         super().__init__()
+        from deepnormal.preprocessing import TableEncoder
+
+        encoder = TableEncoder.from_dict(table)
         self.ensemble_size = ensemble_size
+        # A column with at most embedding_dim codes is one-hot (its first-layer weights are
+        # its embedding); a larger one gets a learned embedding of embedding_dim numbers.
+        self.cardinalities = encoder.cardinalities
+        self.embeddings = nn.ModuleDict({
+            str(j): EnsembleEmbedding(ensemble_size, size, embedding_dim)
+            for j, size in enumerate(self.cardinalities) if size > embedding_dim})
+        width = encoder.numeric_dim + sum(
+            embedding_dim if size > embedding_dim else size for size in self.cardinalities)
         layers: list[nn.Module] = []
-        width = input_dim
         for size in hidden_sizes:
             layers += [EnsembleLinear(ensemble_size, width, size), ACTIVATIONS[activation]()]
             width = size
@@ -117,62 +121,70 @@ class DeepNormalNet(nn.Module):
         with torch.no_grad():
             self.scale_head.bias.fill_(unit_raw)
         self.sigma_floor = sigma_floor
-        # Derived from the hyperparameters, so not saved twice in the state dict.
-        self.register_buffer("x_mean", torch.tensor(x_mean), persistent=False)
-        self.register_buffer("x_std", torch.tensor(x_std), persistent=False)
-        self.y_mean = y_mean
-        self.y_std = y_std
+        self.y_mean = float(encoder.target["mean"])
+        self.y_std = float(encoder.target["std"])
         # The variance calibration factor (1: none); saved with the weights.
         self.register_buffer("sigma_scale", torch.tensor(1.0))
 
-    def members(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each member's (mu_z, sigma_z) in standardised target units, shape [M, B], for
-        original-unit inputs x of shape [B, d] (every member sees the same rows) or
-        [M, B, d] (a batch per member)."""
-        z = (x - self.x_mean) / self.x_std
-        if z.dim() == 2:
-            z = z.expand(self.ensemble_size, *z.shape)
-        hidden = self.body(z)
+    def inputs(self, numeric: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """The first layer's input [M, B, width] from numeric [B, d] or [M, B, d] and codes
+        [B, k] or [M, B, k] (every member sees the same rows, or a batch per member)."""
+        if numeric.dim() == 2:
+            numeric = numeric.expand(self.ensemble_size, *numeric.shape)
+            codes = codes.expand(self.ensemble_size, *codes.shape)
+        parts = [numeric]
+        for j, size in enumerate(self.cardinalities):
+            embedding = self.embeddings[str(j)] if str(j) in self.embeddings else None
+            column = codes[..., j]
+            parts.append(embedding(column) if embedding is not None
+                         else F.one_hot(column, size).to(numeric.dtype))
+        return torch.cat(parts, dim=-1)
+
+    def members(self, numeric: torch.Tensor,
+                codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each member's (mu_z, sigma_z) in standardised target units, shape [M, B]."""
+        hidden = self.body(self.inputs(numeric, codes))
         mu_z = self.mean_head(hidden).squeeze(-1)
         sigma_z = self.link(self.scale_head(hidden).squeeze(-1)) + self.sigma_floor
         return mu_z, sigma_z
 
-    def forward(self, x: torch.Tensor,
+    def forward(self, numeric: torch.Tensor, codes: torch.Tensor,
                 calibrated: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        """The predictive (mu, sigma) in original target units for inputs x [B, d]."""
-        mu_z, sigma_z = mixture_moments(*self.members(x))
+        """The predictive Normal (loc, scale) of the transformed target, for inputs [B, ...]."""
+        mu_z, sigma_z = mixture_moments(*self.members(numeric, codes))
         scale = self.sigma_scale if calibrated else 1.0
         return self.y_mean + self.y_std * mu_z, self.y_std * sigma_z * scale
 
-    def standardise_target(self, y: torch.Tensor) -> torch.Tensor:
-        return (y - self.y_mean) / self.y_std
-
     @torch.no_grad()
-    def predict(self, features: np.ndarray,
+    def predict(self, numeric: np.ndarray, codes: np.ndarray,
                 calibrated: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """(mu, sigma) in original units, as float64 arrays."""
+        """(loc, scale) of the transformed target, as float64 arrays, in chunks."""
         self.eval()
-        parts = [self(self._tensor(features[start:start + PREDICT_CHUNK]), calibrated)
-                 for start in range(0, len(features), PREDICT_CHUNK)]
-        mu, sigma = (torch.cat(values) for values in zip(*parts, strict=True))
-        return mu.double().numpy(), sigma.double().numpy()
+        parts = [self(*self._tensors(numeric, codes, start), calibrated)
+                 for start in range(0, len(numeric), PREDICT_CHUNK)]
+        loc, scale = (torch.cat(values) for values in zip(*parts, strict=True))
+        return loc.double().numpy(), scale.double().numpy()
 
     @torch.no_grad()
-    def predict_members(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each member's (mu, sigma) in original units, shape [M, n], sigma times
-        sigma_scale: the mixture whose exact density `metrics.mixture_nll` scores."""
+    def predict_members(self, numeric: np.ndarray,
+                        codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each member's (loc, scale), shape [M, n], scale times sigma_scale: the mixture
+        whose exact density `metrics.mixture_nll` scores."""
         self.eval()
-        parts = [self.members(self._tensor(features[start:start + PREDICT_CHUNK]))
-                 for start in range(0, len(features), PREDICT_CHUNK)]
+        parts = [self.members(*self._tensors(numeric, codes, start))
+                 for start in range(0, len(numeric), PREDICT_CHUNK)]
         mu_z, sigma_z = (torch.cat(values, dim=1) for values in zip(*parts, strict=True))
-        mu = self.y_mean + self.y_std * mu_z
-        sigma = self.y_std * sigma_z * self.sigma_scale
-        return mu.double().numpy(), sigma.double().numpy()
+        loc = self.y_mean + self.y_std * mu_z
+        scale = self.y_std * sigma_z * self.sigma_scale
+        return loc.double().numpy(), scale.double().numpy()
 
     @staticmethod
-    def _tensor(features: np.ndarray) -> torch.Tensor:
-        # torch.tensor copies: the inputs may be a read-only view of a pandas frame.
-        return torch.tensor(features, dtype=torch.float32)
+    def _tensors(numeric: np.ndarray, codes: np.ndarray,
+                 start: int) -> tuple[torch.Tensor, torch.Tensor]:
+        # torch.tensor copies: the inputs may be read-only views.
+        end = start + PREDICT_CHUNK
+        return (torch.tensor(numeric[start:end], dtype=torch.float32),
+                torch.tensor(codes[start:end], dtype=torch.int64))
 
 
 def gaussian_nll_z(y_z: torch.Tensor, mu_z: torch.Tensor, sigma_z: torch.Tensor) -> torch.Tensor:
@@ -186,38 +198,5 @@ def calibration_factor(y_z: torch.Tensor, mu_z: torch.Tensor, sigma_z: torch.Ten
     return float(((y_z - mu_z) / sigma_z).square().mean().sqrt())
 
 
-NET_ARGS = ("input_dim", "hidden_sizes", "activation", "sigma_floor",
-            "x_mean", "x_std", "y_mean", "y_std", "scale_link", "ensemble_size")
-
-
-def load_checkpoint(path) -> DeepNormalNet:
-    """Rebuild the network from a Lightning checkpoint with weights-only (safe) loading.
-
-    weights_only=True refuses any pickled object other than tensors and primitives, so a
-    tampered checkpoint cannot run code.
-    """
-    from deepnormal.errors import DeepnormalError, first_line
-
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise DeepnormalError(f"checkpoint {path} is missing; run the train stage") from None
-    except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError...
-        raise DeepnormalError(
-            f"checkpoint {path} cannot be loaded safely (weights only): {first_line(error)}"
-        ) from None
-    hparams = checkpoint.get("hyper_parameters", {})
-    missing = [name for name in NET_ARGS if name not in hparams]
-    if missing:
-        raise DeepnormalError(f"checkpoint {path} lacks hyperparameters {missing}; it was "
-                              "written by an older deepnormal: retrain it (`dvc repro`)")
-    net = DeepNormalNet(**{name: hparams[name] for name in NET_ARGS})
-    prefix = "net."
-    state = {key.removeprefix(prefix): value
-             for key, value in checkpoint["state_dict"].items() if key.startswith(prefix)}
-    net.load_state_dict(state)
-    net.eval()
-    # Column names, recorded by training.
-    net.feature_names = hparams.get("feature_names")
-    net.target_name = hparams.get("target_name")
-    return net
+NET_ARGS = ("table", "hidden_sizes", "activation", "sigma_floor", "scale_link",
+            "ensemble_size", "embedding_dim")

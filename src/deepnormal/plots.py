@@ -71,18 +71,21 @@ def learning_curves(history: list[dict], best_epoch: int, stopped_early: bool,
     return _save(fig, path)
 
 
-def prediction_band(x: np.ndarray, y: np.ndarray, grid: np.ndarray, mu: np.ndarray,
-                    sigma: np.ndarray, path: Path, names: tuple[str, str] = ("x", "y"),
+def prediction_band(x: np.ndarray, y: np.ndarray, grid: np.ndarray, mean: np.ndarray,
+                    bands: dict[float, tuple[np.ndarray, np.ndarray]], path: Path,
+                    names: tuple[str, str] = ("x", "y"),
                     true_mu: np.ndarray | None = None,
                     true_sigma: np.ndarray | None = None, max_points: int = 5000) -> Path:
-    """One feature: the test data, the predicted mean and its 1 and 2 sigma bands on a grid."""
+    """One feature: the test data, the predicted mean and its central intervals on a grid
+    (`bands`: level -> (lower, upper); 0.6827 and 0.9545 are the 1 and 2 sigma bands of a
+    normal)."""
     keep = _subsample(len(x), max_points)
     fig, ax = plt.subplots(figsize=(8, 5))
     ax.scatter(x[keep], y[keep], s=6, alpha=0.4, color="grey", label="test data")
-    ax.fill_between(grid, mu - 2 * sigma, mu + 2 * sigma, alpha=0.2, color="tab:blue",
-                    label="mean ± 2σ")
-    ax.fill_between(grid, mu - sigma, mu + sigma, alpha=0.3, color="tab:blue", label="mean ± 1σ")
-    ax.plot(grid, mu, color="tab:blue", label="predicted mean")
+    for level, (lower, upper) in sorted(bands.items(), reverse=True):
+        ax.fill_between(grid, lower, upper, alpha=0.2 if level > 0.9 else 0.3,
+                        color="tab:blue", label=f"central {level:.1%} interval")
+    ax.plot(grid, mean, color="tab:blue", label="predicted mean")
     if true_mu is not None and true_sigma is not None:
         ax.plot(grid, true_mu, color="black", linestyle="--", linewidth=1, label="true mean")
         for sign in (-2, 2):
@@ -106,16 +109,20 @@ def sigma_vs_input(grid: np.ndarray, sigma: np.ndarray, path: Path, name: str = 
     return _save(fig, path)
 
 
-def observed_vs_predicted(y: np.ndarray, mu: np.ndarray, sigma: np.ndarray, path: Path,
+def observed_vs_predicted(y: np.ndarray, mean: np.ndarray,
+                          bounds: tuple[np.ndarray, np.ndarray], path: Path,
                           max_points: int = 5000) -> Path:
-    """Any number of features: observed target against predicted mean with 2 sigma bars."""
+    """Any number of features: observed target against the predicted mean, with bars
+    spanning the central 95% interval (asymmetric for a skewed family)."""
     keep = _subsample(len(y), max_points)
+    lower, upper = bounds
     fig, ax = plt.subplots(figsize=(6, 6))
-    ax.errorbar(mu[keep], y[keep], xerr=2 * sigma[keep], fmt="o", markersize=2, alpha=0.3,
-                elinewidth=0.5)
-    low, high = min(y.min(), mu.min()), max(y.max(), mu.max())
+    ax.errorbar(mean[keep], y[keep],
+                xerr=np.vstack([mean[keep] - lower[keep], upper[keep] - mean[keep]]).clip(0),
+                fmt="o", markersize=2, alpha=0.3, elinewidth=0.5)
+    low, high = min(y.min(), mean.min()), max(y.max(), mean.max())
     ax.plot([low, high], [low, high], color="black", linestyle="--", linewidth=1)
-    ax.set_xlabel("predicted mean (bars: ± 2σ)")
+    ax.set_xlabel("predicted mean (bars: central 95% interval)")
     ax.set_ylabel("observed")
     return _save(fig, path)
 
@@ -131,6 +138,26 @@ def sigma_vs_error(y: np.ndarray, mu: np.ndarray, sigma: np.ndarray, path: Path,
     ax.set_xlabel("predicted σ")
     ax.set_ylabel("|observed - predicted mean|")
     ax.legend()
+    return _save(fig, path)
+
+
+def sigma_per_category(labels, sigma: np.ndarray, column: str, target: str, path: Path,
+                       most: int = 20) -> Path:
+    """The predicted std of the target per category of one column (its `most` most common
+    categories on the test split): where the model is more or less sure."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"label": pd.Series(labels).fillna("(missing)").astype(str).to_numpy(),
+                          "sigma": sigma})
+    common = frame["label"].value_counts().index[:most]
+    groups = [frame.loc[frame["label"] == label, "sigma"].to_numpy() for label in common]
+    fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(common) + 2), 4))
+    ax.boxplot(groups, showfliers=False)
+    ax.set_xticks(range(1, len(common) + 1), [str(label)[:18] for label in common],
+                  rotation=45, ha="right", fontsize=8)
+    ax.set_xlabel(column)
+    ax.set_ylabel(f"predicted std of {target}")
+    ax.set_title(f"predicted uncertainty per category of '{column}' (test split)", fontsize=9)
     return _save(fig, path)
 
 

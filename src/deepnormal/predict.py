@@ -1,10 +1,16 @@
 """`deepnormal-predict`: the predictive distribution for a table of new inputs.
 
 Reads a CSV or Parquet table holding the model's feature columns (any other columns are
-passed through), and writes it back with `mu`, `sigma` and, per level, the central
-interval bounds `lower_<level>` / `upper_<level>`, in the target's original units.
-The model is a trained checkpoint (default: the pipeline's data/train/model.ckpt), loaded
-weights-only. Imports torch but neither Lightning nor MLflow, so it starts quickly.
+passed through), and writes it back with, in the target's original units: `mean`, `median`
+and `std` of the predictive distribution and, per level, the central interval bounds
+`lower_<level>` / `upper_<level>`; plus `mu` and `sigma`, the Normal the network predicts
+(of the target itself with model.distribution normal, where mu = mean = median and
+sigma = std; of log(target) with lognormal).
+Text categories, empty cells and categories never seen in training are accepted: an empty
+cell is filled as in training, an unseen category takes the "unknown" slot, and one line
+says how many of each there were. The model is a trained checkpoint (default: the
+pipeline's data/train/model.ckpt), loaded weights-only. Imports torch but neither Lightning
+nor MLflow, so it starts quickly.
 """
 
 from __future__ import annotations
@@ -21,39 +27,48 @@ from deepnormal.errors import DeepnormalError, run_stage
 DEFAULT_LEVELS = (0.5, 0.8, 0.95)
 
 
-def with_intervals(table: pd.DataFrame, mu: np.ndarray, sigma: np.ndarray,
+def with_intervals(table: pd.DataFrame, family, loc: np.ndarray, scale: np.ndarray,
                    levels) -> pd.DataFrame:
-    """`table` plus mu, sigma and the central interval bounds at each level."""
+    """`table` plus the predictive mean, median, std, the family's (mu, sigma) and the
+    central interval bounds at each level."""
     from deepnormal import metrics
 
     table = table.copy()
-    table["mu"] = mu
-    table["sigma"] = sigma
+    table["mean"] = family.mean(loc, scale)
+    table["median"] = family.median(loc, scale)
+    table["std"] = family.std(loc, scale)
+    table["mu"] = loc
+    table["sigma"] = scale
     for level in levels:
-        half = metrics.interval_half_width(sigma, level)
         tag = metrics.level_tag(level)
-        table[f"lower_{tag}"] = mu - half
-        table[f"upper_{tag}"] = mu + half
+        table[f"lower_{tag}"], table[f"upper_{tag}"] = metrics.interval(loc, scale, level, family)
     return table
 
 
-def predict_table(table: pd.DataFrame, checkpoint: Path, levels, source: str) -> pd.DataFrame:
-    from deepnormal.data import numeric_columns
-    from deepnormal.network import load_checkpoint
+def encoding_note(prediction) -> str | None:
+    """One line on the cells that were filled or met an unseen category, or None."""
+    parts = []
+    unknown = {name: n for name, n in prediction.unknown.items() if n}
+    filled = {name: n for name, n in prediction.filled.items() if n}
+    if unknown:
+        parts.append(f"{sum(unknown.values())} cell(s) held a category not seen in training "
+                     f"({', '.join(f'{k}: {v}' for k, v in unknown.items())}), predicted as "
+                     "'unknown'")
+    if filled:
+        parts.append(f"{sum(filled.values())} empty cell(s) filled as in training "
+                     f"({', '.join(f'{k}: {v}' for k, v in filled.items())})")
+    return "; ".join(parts) or None
 
-    net = load_checkpoint(checkpoint)
-    features = net.feature_names
-    if not features:
-        raise DeepnormalError(f"checkpoint {checkpoint} does not record its feature columns "
-                              "(trained by an older deepnormal); retrain it")
-    missing = [column for column in features if column not in table.columns]
-    if missing:
-        columns = ", ".join(map(str, table.columns))
-        raise DeepnormalError(f"{source} has no column {', '.join(map(repr, missing))}, which "
-                              f"the model needs; its columns are: {columns}")
-    clean, _ = numeric_columns(table[features], features, Path(source), drop_missing=False)
-    mu, sigma = net.predict(clean.to_numpy(dtype="float64"))
-    return with_intervals(table, mu, sigma, levels)
+
+def predict_table(table: pd.DataFrame, checkpoint: Path, levels,
+                  source: str) -> tuple[pd.DataFrame, str | None]:
+    """The table with its predictions, and the encoding note."""
+    from deepnormal.trained import load_model
+
+    model = load_model(checkpoint)
+    prediction = model.predict(table, source=source)
+    return (with_intervals(table, model.family, prediction.loc, prediction.scale, levels),
+            encoding_note(prediction))
 
 
 def write_table(table: pd.DataFrame, path: Path) -> None:
@@ -89,9 +104,11 @@ def main(argv=None) -> None:
     from deepnormal.data import load_table
 
     table = load_table(args.input)
-    predictions = predict_table(table, args.model, args.levels, str(args.input))
+    predictions, note = predict_table(table, args.model, args.levels, str(args.input))
     write_table(predictions, args.output)
     print(f"wrote {len(predictions)} predictions to {args.output}")
+    if note:
+        print(note)
 
 
 def cli() -> None:

@@ -1,5 +1,8 @@
-"""The trained model as an MLflow pyfunc: a table of feature columns in, `mu` and `sigma`
-out, in original units.
+"""The trained model as an MLflow pyfunc: a table of the raw feature columns in (numbers,
+text categories, empty cells; a category never seen in training is predicted as "unknown"),
+the predictive `mean`, `median`, `std`, the network's Normal `mu`, `sigma` and the central
+interval bounds `lower_<level>` / `upper_<level>` out, in the target's original units
+(`deepnormal-predict` writes the same columns).
 `mlflow models serve -m runs:/<run_id>/model --env-manager local -h 127.0.0.1` serves it;
 loading needs only torch, numpy and pandas (the checkpoint is read weights-only).
 """
@@ -18,29 +21,53 @@ import deepnormal
 MODEL_NAME = "model"
 
 
+LEVELS = (0.5, 0.8, 0.95)
+
+
 class DeepNormalPyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
-        from deepnormal.network import load_checkpoint
+        from deepnormal.trained import load_model
 
-        self.net = load_checkpoint(context.artifacts["checkpoint"])
-        self.features = list(context.model_config["features"])
+        self.model = load_model(context.artifacts["checkpoint"])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        mu, sigma = self.net.predict(model_input[self.features].to_numpy(dtype="float64"))
-        return pd.DataFrame({"mu": mu, "sigma": sigma})
+        from deepnormal.predict import with_intervals
+
+        prediction = self.model.predict(model_input, source="the request")
+        columns = with_intervals(pd.DataFrame(index=model_input.index), self.model.family,
+                                 prediction.loc, prediction.scale, LEVELS)
+        return columns.reset_index(drop=True)
+
+
+def signature(model, example: pd.DataFrame):
+    """The raw columns the model takes: numbers as doubles (an empty cell is a null), every
+    categorical column as text (an empty cell is a null); the output columns as doubles.
+    Written out rather than inferred, because an example of five rows may hold no empty cell
+    and a whole number column would be inferred as a long, which refuses nulls."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    from deepnormal.predict import with_intervals
+
+    categorical = set(model.encoder.categorical_names)
+    inputs = Schema([ColSpec("string" if name in categorical else "double", name)
+                     for name in example.columns])
+    prediction = model.predict(example)
+    outputs = with_intervals(pd.DataFrame(), model.family, prediction.loc, prediction.scale,
+                             LEVELS)
+    return ModelSignature(inputs, Schema([ColSpec("double", name) for name in outputs.columns]))
 
 
 def log_model(checkpoint: Path, example: pd.DataFrame) -> None:
-    """Log the checkpoint as a servable model with a signature and an input example."""
-    from mlflow.models import infer_signature
-
-    from deepnormal.network import load_checkpoint
+    """Log the checkpoint as a servable model with a signature and an input example (raw
+    rows of the validation split, in the model's column order)."""
+    from deepnormal.trained import load_model
 
     # An info line ("Validating input example ...") and a progress bar for a few small files.
     logging.getLogger("mlflow.pyfunc").setLevel(logging.WARNING)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    mu, sigma = load_checkpoint(checkpoint).predict(example.to_numpy(dtype="float64"))
-    signature = infer_signature(example, pd.DataFrame({"mu": mu, "sigma": sigma}))
+    model = load_model(checkpoint)
+    example = example[model.feature_names]
     mlflow.pyfunc.log_model(
         name=MODEL_NAME,
         # Models from code: MLflow runs pyfunc_model.py on load rather than unpickling.
@@ -48,7 +75,7 @@ def log_model(checkpoint: Path, example: pd.DataFrame) -> None:
         artifacts={"checkpoint": str(checkpoint)},
         code_paths=[str(Path(deepnormal.__file__).parent)],
         model_config={"features": list(example.columns)},
-        signature=signature,
+        signature=signature(model, example),
         input_example=example,
         # Stated, not inferred: inference imports the model in a subprocess, slowly.
         pip_requirements=requirements(),
@@ -58,5 +85,5 @@ def log_model(checkpoint: Path, example: pd.DataFrame) -> None:
 def requirements() -> list[str]:
     import torch
 
-    return [f"torch=={torch.__version__.split('+')[0]}", "numpy", "pandas",
+    return [f"torch=={torch.__version__.split('+')[0]}", "numpy", "pandas", "scipy",
             f"mlflow=={mlflow.__version__}"]

@@ -226,10 +226,8 @@ def owner_tags() -> dict[str, str]:
 def log_dataset(split, params, context: str) -> None:
     """Record a split as an MLflow dataset input: name, source, digest, rows and columns."""
     import mlflow
-    import pandas as pd
 
-    frame = pd.DataFrame(split.features, columns=list(split.feature_names))
-    frame[split.target_name] = split.target
+    frame = split.frame.assign(**{split.target_name: split.target})
     if params.data.source == "file":
         source, name = params.data.path, Path(params.data.path).stem
     else:

@@ -24,7 +24,8 @@ from deepnormal.errors import DeepnormalError
 from deepnormal.lightning_module import DIVERGENCE_ADVICE, DeepNormalModule
 from deepnormal.loaders import SplitData, member_batches
 from deepnormal.lr_rule import LrChoice, choose_lr, fixed_choice
-from deepnormal.network import load_checkpoint
+from deepnormal.preprocessing import TableEncoder
+from deepnormal.trained import load_model
 
 # The stages print what matters themselves (the device, progress, the result). Lightning's
 # info lines (accelerator banners, tips, checkpoint restores) would repeat for every Trainer.
@@ -74,16 +75,24 @@ def device_description(trainer: pl.Trainer) -> str:
     return f"{accelerator} x{trainer.num_devices} ({strategy}, {trainer.precision})"
 
 
+def fit_encoder(params: Params, train: Split) -> TableEncoder:
+    """The table encoder for these params, fitted on the training split."""
+    return TableEncoder.fit(train, family=params.model.distribution,
+                            standardize=params.model.standardize,
+                            min_category_rows=params.data.min_category_rows)
+
+
 def range_test(params: Params, train: Split) -> tuple[np.ndarray, np.ndarray]:
     """Lightning's LR range test on the training split: (lrs, smoothed losses).
 
     Runs in a temporary directory so the finder's own restore checkpoint never lingers.
     """
     pl.seed_everything(params.train.seed, verbose=False)
-    module = DeepNormalModule.from_params(params.model, params.train, train,
+    encoder = fit_encoder(params, train)
+    module = DeepNormalModule.from_params(params.model, params.train, encoder.to_dict(),
                                           lr=params.lr_find.min_lr)
-    loader = member_batches(train, params.train.batch_size, params.model.ensemble_size,
-                            seed=params.train.seed)
+    loader = member_batches(train, encoder, params.train.batch_size,
+                            params.model.ensemble_size, seed=params.train.seed)
     steps = params.lr_find.num_steps
     with tempfile.TemporaryDirectory(prefix="deepnormal-lr-find-") as workdir:
         # One device whatever compute.devices says: the range test is short and serial.
@@ -165,6 +174,7 @@ class FitResult:
     stopped_early: bool
     device: str
     sigma_scale: float  # the best checkpoint's variance calibration factor (1: none)
+    encoder: TableEncoder  # fitted on the training split, stored in the checkpoint
 
 
 def fit(params: Params, train: Split, val: Split, lr: float, out_dir: Path,
@@ -177,7 +187,8 @@ def fit(params: Params, train: Split, val: Split, lr: float, out_dir: Path,
     Trainer's (the tuner's pruning)."""
     p = params.train
     pl.seed_everything(p.seed, verbose=False)
-    module = DeepNormalModule.from_params(params.model, p, train, lr)
+    encoder = fit_encoder(params, train)
+    module = DeepNormalModule.from_params(params.model, p, encoder.to_dict(), lr)
     history = EpochHistory(p.max_epochs, print_every_s=5.0 if progress else None)
     stopper = EarlyStopping(monitor="val_nll", mode="min", patience=p.patience,
                             min_delta=p.min_delta, check_finite=True)
@@ -190,7 +201,7 @@ def fit(params: Params, train: Split, val: Split, lr: float, out_dir: Path,
                        callbacks=[stopper, checkpointer, *callbacks])
     if progress and is_main_process():
         print(f"training on {device_description(trainer)}", flush=True)
-    trainer.fit(module, datamodule=SplitData(train, val, p.batch_size,
+    trainer.fit(module, datamodule=SplitData(train, val, encoder, p.batch_size,
                                              params.model.ensemble_size, p.seed))
     rows = history.rows
     diverged = [r["epoch"] for r in rows if not math.isfinite(r["val_nll"])]
@@ -209,5 +220,6 @@ def fit(params: Params, train: Split, val: Split, lr: float, out_dir: Path,
         epochs_run=len(rows),
         stopped_early=stopper.stopped_epoch > 0,
         device=device_description(trainer),
-        sigma_scale=float(load_checkpoint(checkpoint).sigma_scale),
+        sigma_scale=load_model(checkpoint).sigma_scale,
+        encoder=encoder,
     )

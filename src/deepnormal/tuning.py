@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import optuna
+import pandas as pd
 import pytorch_lightning as pl
 from pydantic import ValidationError
 
@@ -35,7 +36,7 @@ from deepnormal import metrics, tracking
 from deepnormal.config import TUNABLE, Params, SearchRange, search_space
 from deepnormal.data import Split
 from deepnormal.errors import SEARCH_INTERRUPTED, DeepnormalError, first_line
-from deepnormal.network import load_checkpoint
+from deepnormal.trained import load_model
 from deepnormal.training import find_lr, fit
 
 STORE_FILE = "optuna.db"
@@ -61,10 +62,12 @@ def study_name(params: Params, train: Split, val: Split) -> str:
     inputs resumes its study; changed data or settings start a new one."""
     digest = hashlib.sha256()
     for split in (train, val):
-        digest.update(split.features.tobytes() + split.target.tobytes())
+        digest.update(pd.util.hash_pandas_object(split.frame, index=False).to_numpy().tobytes()
+                      + split.target.tobytes())
     t = params.tune
     settings = {"space": t.space, "seed": t.seed, "prune": t.prune,
-                "base": params.flat(tuple(TUNABLE) + ("compute",))}
+                "base": params.flat(tuple(TUNABLE) + ("compute",)),
+                "min_category_rows": params.data.min_category_rows}
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
     return f"{t.study_name}-{digest.hexdigest()[:10]}"
 
@@ -161,7 +164,7 @@ def objective(params: Params, train: Split, val: Split,
                 result = fit(trial_params, train, val, lr, Path(out), progress=False,
                              callbacks=[PruneOnValNll(trial)])
                 if len(val) <= MAX_POINTS:
-                    points = nll_points(load_checkpoint(result.checkpoint), val)
+                    points = nll_points(load_model(result.checkpoint), val)
                     trial.set_user_attr(POINTS_ATTR, [round(float(v), 5) for v in points])
         except SystemExit:
             # Lightning turns Ctrl-C inside fit into SystemExit(1); Optuna marks a trial
@@ -175,11 +178,11 @@ def objective(params: Params, train: Split, val: Split,
     return run
 
 
-def nll_points(net, split: Split) -> np.ndarray:
+def nll_points(model, split: Split) -> np.ndarray:
     """Each validation point's NLL as the trial's value scores it: before the variance
     calibration (fitted on these same points), so their mean is the trial's value."""
-    return metrics.gaussian_nll_points(split.target,
-                                       *net.predict(split.features, calibrated=False))
+    prediction = model.predict(split.frame, calibrated=False)
+    return metrics.nll_points(split.target, *prediction.params, model.family)
 
 
 def _failed(trial: optuna.Trial, message: str) -> DeepnormalError:

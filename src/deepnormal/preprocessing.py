@@ -1,0 +1,154 @@
+"""The one fitted object that describes a table: fitted on the training split, stored in the
+checkpoint as plain values (numbers, strings, lists), applied by train, evaluate,
+`deepnormal-predict` and the served model alike. No torch.
+
+- numeric column: an empty cell gets the training median, and each column that had empty
+  cells in training gets a 0/1 "was empty" input beside it; then standardised with the
+  training mean and std (identity with model.standardize false);
+- categorical column: a code per category seen in at least data.min_category_rows training
+  rows; code 0 is the "unknown" slot shared by rarer categories and by categories never seen
+  in training; an empty cell is the category "(missing)" (its own code when it was frequent
+  enough in training);
+- target: the family's transform (log y for the log-normal), standardised.
+In the spirit of pytorch-tabular's fitted datamodule, nothing downstream re-derives any of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from deepnormal.data import CATEGORICAL, Split, canonical_categories, numbers, shown
+from deepnormal.errors import DeepnormalError
+from deepnormal.family import family as family_named
+
+MISSING_CATEGORY = "(missing)"
+UNKNOWN_CODE = 0
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A table as the network takes it."""
+
+    numeric: np.ndarray  # float32 [n, numeric_dim]: standardised values and "was empty" flags
+    codes: np.ndarray  # int64 [n, categorical columns]
+    unknown: dict[str, int]  # categorical column -> cells that went to the unknown slot
+    filled: dict[str, int]  # column -> empty cells filled (median, or the missing category)
+
+    def __len__(self) -> int:
+        return len(self.numeric)
+
+
+@dataclass(frozen=True)
+class TableEncoder:
+    numeric: list[dict]  # {name, fill, mean, std, flag}; flag: a "was empty" input
+    categorical: list[dict]  # {name, categories}; category i has code i + 1
+    target: dict  # {name, family, mean, std}: statistics of the transformed target
+
+    @classmethod
+    def fit(cls, train: Split, family: str = "normal", standardize: bool = True,
+            min_category_rows: int = 1) -> TableEncoder:
+        numeric, categorical = [], []
+        for name in train.feature_names:
+            values = train.frame[name]
+            if train.kinds[name] == CATEGORICAL:
+                counts = canonical_categories(values).fillna(MISSING_CATEGORY).value_counts()
+                kept = sorted(str(c) for c, n in counts.items() if n >= min_category_rows)
+                categorical.append({"name": name, "categories": kept})
+                continue
+            x = numbers(values)[0]
+            if x.isna().all():
+                raise DeepnormalError(f"column '{name}' is empty in every row of the training "
+                                      "split; drop it from data.features")
+            fill = float(x.median())
+            filled = x.fillna(fill).to_numpy()
+            std = float(filled.std()) if standardize else 1.0
+            numeric.append({"name": name, "fill": fill,
+                            "mean": float(filled.mean()) if standardize else 0.0,
+                            # A constant column would divide by zero; leave it unscaled.
+                            "std": std if std > 0 else 1.0,
+                            "flag": bool(x.isna().any())})
+        fam = family_named(family)
+        t = fam.transform(train.target)
+        std = float(t.std()) if standardize else 1.0
+        return cls(numeric, categorical, {
+            "name": train.target_name, "family": fam.name,
+            "mean": float(t.mean()) if standardize else 0.0, "std": std if std > 0 else 1.0})
+
+    # --- plain values, for the checkpoint ---------------------------------------------
+    def to_dict(self) -> dict:
+        return {"numeric": self.numeric, "categorical": self.categorical, "target": self.target}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TableEncoder:
+        return cls(list(values["numeric"]), list(values["categorical"]), dict(values["target"]))
+
+    # --- what the network needs -------------------------------------------------------
+    @property
+    def feature_names(self) -> list[str]:
+        return [c["name"] for c in self.numeric] + [c["name"] for c in self.categorical]
+
+    @property
+    def numeric_dim(self) -> int:
+        return len(self.numeric) + sum(c["flag"] for c in self.numeric)
+
+    @property
+    def cardinalities(self) -> list[int]:
+        """Codes per categorical column, the unknown slot included."""
+        return [len(c["categories"]) + 1 for c in self.categorical]
+
+    @property
+    def family(self):
+        return family_named(self.target["family"])
+
+    @property
+    def categorical_names(self) -> list[str]:
+        return [c["name"] for c in self.categorical]
+
+    # --- applying it --------------------------------------------------------------------
+    def encode(self, frame: pd.DataFrame, source: str = "the input") -> Encoded:
+        """Encode a table holding (at least) the feature columns. Empty cells and unseen
+        categories are normal input; text in a numeric column is an error naming it."""
+        absent = [name for name in self.feature_names if name not in frame.columns]
+        if absent:
+            raise DeepnormalError(
+                f"{source} has no column {', '.join(map(repr, absent))}, which the model "
+                f"needs; its columns are: {', '.join(map(str, frame.columns))}")
+        n = len(frame)
+        columns, filled, unknown = [], {}, {}
+        for spec in self.numeric:
+            raw = frame[spec["name"]]
+            x, text = numbers(raw)
+            if text.any():
+                row = int(np.argmax(text.to_numpy()))
+                raise DeepnormalError(
+                    f"{source}, column '{spec['name']}': {int(text.sum())} value(s) are not "
+                    f"numbers; first at data row {row + 1}: {shown(raw.iloc[row])}")
+            empty = x.isna().to_numpy()
+            filled[spec["name"]] = int(empty.sum())
+            columns.append((x.fillna(spec["fill"]).to_numpy() - spec["mean"]) / spec["std"])
+            if spec["flag"]:
+                columns.append(empty.astype(np.float64))
+        codes = np.zeros((n, len(self.categorical)), dtype=np.int64)
+        for j, spec in enumerate(self.categorical):
+            labels = canonical_categories(frame[spec["name"]])
+            filled[spec["name"]] = int(labels.isna().sum())
+            lookup = {label: i + 1 for i, label in enumerate(spec["categories"])}
+            column = labels.fillna(MISSING_CATEGORY).map(lookup)
+            unknown[spec["name"]] = int(column.isna().sum())
+            codes[:, j] = column.fillna(UNKNOWN_CODE).to_numpy(dtype=np.int64)
+        numeric = (np.column_stack(columns) if columns else np.zeros((n, 0))).astype(np.float32)
+        return Encoded(numeric, codes, unknown, filled)
+
+    def design(self, encoded: Encoded) -> np.ndarray:
+        """The encoded inputs as one float matrix (categories one-hot), for linear models."""
+        blocks = [encoded.numeric.astype(np.float64)]
+        for j, size in enumerate(self.cardinalities):
+            blocks.append(np.eye(size)[encoded.codes[:, j]])
+        return np.column_stack(blocks) if blocks else np.zeros((len(encoded), 0))
+
+    def target_z(self, y: np.ndarray) -> np.ndarray:
+        """The standardised transformed target the network is trained on."""
+        return (self.family.transform(y) - self.target["mean"]) / self.target["std"]
