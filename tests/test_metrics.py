@@ -5,6 +5,7 @@ from scipy import integrate, stats
 from deepnormal import metrics, synthetic
 from deepnormal.baselines import LinearGaussian
 from deepnormal.config import GenerateParams
+from deepnormal.family import LogNormal
 
 # Expected values for the true predictive of the reference process (GUIDE section 2).
 ORACLE_NLL, ORACLE_CRPS, ORACLE_COVERAGE_95 = 0.8459, 0.5642, 0.9545
@@ -54,7 +55,7 @@ def test_overconfident_predictor_is_miscalibrated(reference_sample):
 
 def test_interval_width_and_sharpness():
     sigma = np.array([1.0, 2.0])
-    assert metrics.mean_interval_width(sigma, 0.95) == pytest.approx(2 * 1.959964 * 1.5, rel=1e-6)
+    assert metrics.mean_interval_width(np.zeros(2), sigma, 0.95) == pytest.approx(2 * 1.959964 * 1.5, rel=1e-6)
     scores = metrics.score(np.zeros(2), np.zeros(2), sigma, [0.5, 0.95])
     assert scores["sharpness"] == pytest.approx(np.sqrt(2.5))
     assert {"picp_50", "mpiw_50", "picp_95", "mpiw_95", "crps", "rmse", "mae"} <= set(scores)
@@ -91,3 +92,53 @@ def test_quality_warning_names_both_scores_only_when_the_model_loses():
     assert quality_warning(report(1.0, 2.0)) is None
     message = quality_warning(report(83.2, 2.0))
     assert "83.2000" in message and "2.0000" in message and "weight_decay" in message
+
+
+# --- the log-normal family: every score in the target's own units -------------------------
+
+LOGNORMAL = LogNormal()
+
+
+def test_lognormal_nll_is_the_density_of_y_including_the_jacobian():
+    rng = np.random.default_rng(2)
+    loc, scale = rng.normal(3.0, 0.5, 200), rng.uniform(0.2, 1.0, 200)
+    y = np.exp(loc + scale * rng.normal(size=200))
+    direct = -stats.lognorm(s=scale, scale=np.exp(loc)).logpdf(y)
+    np.testing.assert_allclose(LOGNORMAL.nll_points(y, loc, scale), direct, rtol=1e-10)
+    # = the normal NLL of log y plus log y
+    np.testing.assert_allclose(direct, metrics.gaussian_nll_points(np.log(y), loc, scale)
+                               + np.log(y), rtol=1e-10)
+    score = metrics.score(y, loc, scale, [0.95], LOGNORMAL)
+    assert score["nll"] == pytest.approx(direct.mean(), rel=1e-10)
+    # The mixture of one member is that log-normal.
+    assert metrics.mixture_nll(y, loc[None], scale[None], LOGNORMAL) == pytest.approx(
+        direct.mean(), rel=1e-10)
+
+
+@pytest.mark.parametrize("y, loc, scale", [(20.0, 3.0, 0.5), (1.5, 0.0, 1.2), (300.0, 5.0, 0.3)])
+def test_lognormal_crps_matches_numerical_integration(y, loc, scale):
+    distribution = stats.lognorm(s=scale, scale=np.exp(loc))
+
+    def integrand(t):
+        return (distribution.cdf(t) - (t >= y)) ** 2
+
+    hi = distribution.ppf(1 - 1e-12)
+    numeric = sum(integrate.quad(integrand, a, b, limit=400)[0] for a, b in ((0, y), (y, hi)))
+    closed = LOGNORMAL.crps(np.array([y]), np.array([loc]), np.array([scale]))[0]
+    assert closed == pytest.approx(numeric, rel=1e-5)
+
+
+def test_lognormal_mean_median_std_quantiles_and_coverage():
+    loc, scale = np.array([2.0]), np.array([0.6])
+    distribution = stats.lognorm(s=0.6, scale=np.exp(2.0))
+    assert LOGNORMAL.mean(loc, scale)[0] == pytest.approx(distribution.mean())
+    assert LOGNORMAL.median(loc, scale)[0] == pytest.approx(distribution.median())
+    assert LOGNORMAL.std(loc, scale)[0] == pytest.approx(distribution.std())
+    low, high = metrics.interval(loc, scale, 0.9, LOGNORMAL)
+    assert (low[0], high[0]) == pytest.approx(distribution.interval(0.9))
+    rng = np.random.default_rng(4)
+    y = distribution.rvs(size=100_000, random_state=rng)
+    ones = np.ones(len(y))
+    assert metrics.coverage(y, 2.0 * ones, 0.6 * ones, 0.9, LOGNORMAL) == pytest.approx(
+        0.9, abs=0.005)
+    assert metrics.calibration_error(y, 2.0 * ones, 0.6 * ones, LOGNORMAL) < 0.005

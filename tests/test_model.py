@@ -3,51 +3,62 @@ real trainer."""
 
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy import stats as scipy_stats
 
 from deepnormal import metrics
 from deepnormal.config import ModelParams, Params, TrainParams
-from deepnormal.data import Split
+from deepnormal.data import NUMERIC, Split
 from deepnormal.errors import DeepnormalError
 from deepnormal.loaders import MemberBatches
-from deepnormal.network import (
-    DeepNormalNet,
-    calibration_factor,
-    load_checkpoint,
-    mixture_moments,
-    standardisation,
-)
+from deepnormal.network import DeepNormalNet, calibration_factor, mixture_moments
+from deepnormal.preprocessing import TableEncoder
+from deepnormal.trained import load_model
 
 
 def split(n: int, seed: int) -> Split:
     rng = np.random.default_rng(seed)
     x = rng.uniform(-10, 10, size=n)
     y = 5.0 + 2.0 * x + rng.normal(size=n) * (1.0 + 0.5 * np.abs(x))
-    return Split(x[:, None], y, ("x",))
+    return Split(pd.DataFrame({"x": x}), y, {"x": NUMERIC})
+
+
+def identity_table(d: int) -> dict:
+    """An encoder's plain values for d numeric inputs, nothing scaled."""
+    numeric = [{"name": f"x{i}", "fill": 0.0, "mean": 0.0, "std": 1.0, "flag": False}
+               for i in range(d)]
+    return TableEncoder(numeric, [], {"name": "y", "family": "normal", "mean": 0.0,
+                                      "std": 1.0}).to_dict()
+
+
+def no_codes(n: int) -> torch.Tensor:
+    return torch.zeros(n, 0, dtype=torch.int64)
 
 
 def test_standardisation_round_trip():
     data = split(500, 0)
-    stats = standardisation(data.features, data.target, enabled=True)
-    assert all(isinstance(v, float) for v in stats["x_mean"] + stats["x_std"])
-    net = DeepNormalNet(1, [4], "tanh", 1e-4, **stats)
-    y = torch.as_tensor(data.target, dtype=torch.float32)
-    z = net.standardise_target(y)
-    assert abs(float(z.mean())) < 1e-5 and abs(float(z.std(unbiased=False)) - 1) < 1e-4
-    np.testing.assert_allclose(net.y_mean + net.y_std * z.numpy(), data.target, rtol=1e-5,
-                               atol=1e-4)
-    # Predictions come back in original units: sigma scales with y_std.
-    mu_z, sigma_z = (values[0] for values in net.members(torch.zeros(3, 1)))
-    mu, sigma = net(torch.zeros(3, 1))
-    np.testing.assert_allclose(sigma.detach(), sigma_z.detach() * stats["y_std"], rtol=1e-6)
-    np.testing.assert_allclose(mu.detach(), stats["y_mean"] + mu_z.detach() * stats["y_std"],
-                               rtol=1e-5)
+    encoder = TableEncoder.fit(data)
+    values = encoder.to_dict()
+    assert all(isinstance(v, float) for spec in values["numeric"]
+               for v in (spec["mean"], spec["std"], spec["fill"]))
+    z = encoder.target_z(data.target)
+    assert abs(float(z.mean())) < 1e-9 and abs(float(z.std()) - 1) < 1e-9
+    x = encoder.encode(data.frame).numeric
+    assert abs(float(x.mean())) < 1e-5 and abs(float(x.std()) - 1) < 1e-5
+    net = DeepNormalNet(values, [4], "tanh", 1e-4)
+    np.testing.assert_allclose(net.y_mean + net.y_std * z, data.target, rtol=1e-9)
+    # Predictions come back in original units: sigma scales with the target's std.
+    mu_z, sigma_z = (v[0] for v in net.members(torch.zeros(3, 1), no_codes(3)))
+    mu, sigma = net(torch.zeros(3, 1), no_codes(3))
+    y_std, y_mean = values["target"]["std"], values["target"]["mean"]
+    np.testing.assert_allclose(sigma.detach(), sigma_z.detach() * y_std, rtol=1e-6)
+    np.testing.assert_allclose(mu.detach(), y_mean + mu_z.detach() * y_std, rtol=1e-5)
 
 
 def test_reference_architecture_is_available():
-    net = DeepNormalNet(1, [10], "sigmoid", 0.0, [0.0], [1.0], 0.0, 1.0)
+    net = DeepNormalNet(identity_table(1), [10], "sigmoid", 0.0)
     shapes = [tuple(parameter.shape) for name, parameter in net.named_parameters()
               if name.endswith("weight")]
     assert shapes == [(1, 1, 10), (1, 10, 1), (1, 10, 1)]  # one member: Linear(1, 10), heads
@@ -55,10 +66,9 @@ def test_reference_architecture_is_available():
 
 def test_ensemble_members_are_independent_networks_in_one():
     members = 4
-    net = DeepNormalNet(3, [8, 8], "silu", 1e-4, [0.0] * 3, [1.0] * 3, 0.0, 1.0, "softplus",
-                        members)
+    net = DeepNormalNet(identity_table(3), [8, 8], "silu", 1e-4, "softplus", members)
     x = torch.randn(6, 3)
-    mu_z, sigma_z = net.members(x)  # the same rows for every member
+    mu_z, sigma_z = net.members(x, no_codes(6))  # the same rows for every member
     assert mu_z.shape == sigma_z.shape == (members, 6)
     assert len({round(float(value), 6) for value in mu_z[:, 0]}) == members  # own init
     # Member m of the batched network computes exactly what its own weights alone would.
@@ -70,8 +80,9 @@ def test_ensemble_members_are_independent_networks_in_one():
     alone = (hidden @ net.mean_head.weight[m] + net.mean_head.bias[m][0]).squeeze(-1)
     torch.testing.assert_close(mu_z[m], alone)
     # A batch per member, [M, B, d], gives [M, B] as well.
-    assert net.members(torch.randn(members, 5, 3))[0].shape == (members, 5)
-    mu, sigma = net(x)
+    codes = torch.zeros(members, 5, 0, dtype=torch.int64)
+    assert net.members(torch.randn(members, 5, 3), codes)[0].shape == (members, 5)
+    mu, sigma = net(x, no_codes(6))
     assert mu.shape == sigma.shape == (6,)
 
 
@@ -195,29 +206,33 @@ def test_checkpoint_reload_predicts_identically_under_weights_only(trained):
     module = DeepNormalModule.load_from_checkpoint(trained.checkpoint, map_location="cpu",
                                                    weights_only=True)
     module.eval()
-    net = load_checkpoint(trained.checkpoint)
-    x = np.linspace(-10, 10, 50)[:, None]
+    model = load_model(trained.checkpoint)
+    frame = pd.DataFrame({"x": np.linspace(-10, 10, 50)})
+    encoded = model.encode(frame)
     with torch.no_grad():
-        mu_ref, sigma_ref = module.net(torch.as_tensor(x, dtype=torch.float32))
-    mu, sigma = net.predict(x)
+        mu_ref, sigma_ref = module.net(torch.as_tensor(encoded.numeric),
+                                       torch.as_tensor(encoded.codes))
+    mu, sigma = model.predict(frame).params
     np.testing.assert_array_equal(mu, mu_ref.double().numpy())
     np.testing.assert_array_equal(sigma, sigma_ref.double().numpy())
     assert np.all(sigma > 0)
-    # The ensemble and its calibration factor came back with the weights.
-    assert net.ensemble_size == 3
-    assert float(net.sigma_scale) == pytest.approx(trained.sigma_scale) != 1.0
-    _, raw_sigma = net.predict(x, calibrated=False)
+    # The ensemble, its calibration factor and the table encoder came back with the weights.
+    assert model.ensemble_size == 3
+    assert model.sigma_scale == pytest.approx(trained.sigma_scale) != 1.0
+    assert model.encoder == trained.encoder
+    _, raw_sigma = model.predict(frame, calibrated=False).params
     np.testing.assert_allclose(sigma, raw_sigma * trained.sigma_scale, rtol=1e-6)
 
 
 def test_the_checkpoints_sigma_scale_fits_its_own_validation_predictions(trained):
     trained, _ = trained
-    net = load_checkpoint(trained.checkpoint)
+    model = load_model(trained.checkpoint)
     val = split(200, 2)
-    mu, sigma = net.predict(val.features, calibrated=False)
+    mu, sigma = model.predict(val.frame, calibrated=False).params
     s = calibration_factor(*(torch.tensor(v) for v in (val.target, mu, sigma)))
     assert s == pytest.approx(trained.sigma_scale, rel=1e-4)
-    assert metrics.gaussian_nll(val.target, *net.predict(val.features)) <= metrics.gaussian_nll(
+    calibrated = model.predict(val.frame).params
+    assert metrics.gaussian_nll(val.target, *calibrated) <= metrics.gaussian_nll(
         val.target, mu, sigma)
 
 
@@ -233,7 +248,7 @@ def test_checkpoint_with_a_pickled_object_is_refused(trained, tmp_path, capsys):
     tampered = tmp_path / "tampered.ckpt"
     torch.save(checkpoint, tampered)
     with pytest.raises(DeepnormalError, match="cannot be loaded safely"):
-        load_checkpoint(tampered)
+        load_model(tampered)
     assert "payload executed" not in capsys.readouterr().out
 
 
@@ -242,4 +257,4 @@ def test_truncated_checkpoint_is_refused(trained, tmp_path):
     broken = tmp_path / "broken.ckpt"
     broken.write_bytes(trained.checkpoint.read_bytes()[:200])
     with pytest.raises(DeepnormalError, match="broken.ckpt"):
-        load_checkpoint(broken)
+        load_model(broken)

@@ -28,14 +28,14 @@ def table(n: int = 60) -> pd.DataFrame:
 
 
 def prepare(frame, path="my.csv", **options):
-    settings = {"features": ["a", "b"], "target": "target", "split_column": None,
-                "drop_missing": False} | options
+    settings = {"features": ["a", "b"], "target": "target", "split_column": None} | options
     return prepare_table(frame, path=path, split=SPLIT, **settings)
 
 
 def test_a_good_table_is_split_with_features_then_target():
-    parts, dropped = prepare(table())
-    assert dropped == 0
+    parts, report = prepare(table())
+    assert report.target_rows_dropped == report.rows_dropped == 0 and report.missing == {}
+    assert report.kinds == {"a": "numeric", "b": "numeric"}
     assert [len(parts[k]) for k in ("train", "val", "test")] == [36, 12, 12]
     assert all(list(part.columns) == ["a", "b", "target"] for part in parts.values())
 
@@ -73,23 +73,101 @@ def test_unknown_column_lists_the_real_ones():
         prepare(table(), features=["a", "c"])
 
 
-def test_text_in_a_numeric_column_names_file_column_and_row():
+def test_a_typo_in_a_numeric_column_names_file_column_and_row():
     frame = table().astype({"b": object})
     frame.loc[7, "b"] = "n/a?"
     with pytest.raises(DeepnormalError,
                        match=r"my.csv, column 'b': 1 value\(s\) are not numbers; first at data "
-                             r"row 8: 'n/a\?'"):
+                             r"row 8: 'n/a\?' \(fix those cells, or list the column in "
+                             r"data.categorical\)"):
         prepare(frame)
+
+
+def mixed_table(n: int = 80) -> pd.DataFrame:
+    """Text, yes/no, a numeric code and empty cells, as real tables come."""
+    rng = np.random.default_rng(5)
+    frame = table(n)
+    frame["colour"] = rng.choice(["red", "green", "blue"], n)
+    frame["member"] = rng.choice(["yes", "no"], n)
+    frame["zip"] = rng.choice([1001, 2002, 3003], n)
+    frame.loc[[2, 5], "a"] = np.nan
+    frame.loc[[4], "colour"] = None
+    return frame
+
+
+def test_text_yes_no_and_declared_columns_are_categorical_and_say_why():
+    frame = mixed_table()
+    features = ["a", "b", "colour", "member", "zip"]
+    parts, report = prepare(frame, features=features, categorical=["zip"])
+    assert report.kinds == {"a": "numeric", "b": "numeric", "colour": "categorical",
+                            "member": "categorical", "zip": "categorical"}
+    assert report.why == {"colour": "text", "member": "yes/no",
+                          "zip": "declared in data.categorical"}
+    assert report.missing == {"a": 2, "colour": 1}
+    lines = "\n".join(report.lines())
+    assert "colour (text), member (yes/no), zip (declared in data.categorical)" in lines
+    assert "a 2, colour 1" in lines
+    # Categories are written as text, the same way whatever their type: 1001, not 1001.0.
+    together = pd.concat(parts.values())
+    assert set(together["zip"]) == {"1001", "2002", "3003"}
+    assert together["a"].isna().sum() == 2 and together["colour"].isna().sum() == 1
+    # Without the declaration the code column is numeric.
+    assert prepare(frame, features=features)[1].kinds["zip"] == "numeric"
+
+
+def test_missing_cells_impute_drop_or_error():
+    frame = mixed_table()
+    features = ["a", "colour"]
+    _, imputed = prepare(frame, features=features)
+    assert imputed.missing == {"a": 2, "colour": 1} and imputed.rows_dropped == 0
+    parts, dropped = prepare(frame, features=features, missing="drop")
+    assert dropped.rows_dropped == 3 and sum(len(p) for p in parts.values()) == 77
+    with pytest.raises(DeepnormalError, match=r"my.csv, column 'a': 2 cell\(s\) are empty or "
+                                              r"infinite; first at data row 3: an empty cell"):
+        prepare(frame, features=features, missing="error")
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
-def test_missing_or_infinite_values_fail_unless_dropped(bad):
+def test_rows_with_an_empty_target_are_dropped_and_counted(bad):
     frame = table()
     frame.loc[[3, 9], "target"] = bad
-    with pytest.raises(DeepnormalError, match=r"column 'target': 2 value\(s\).*data row 4"):
+    parts, report = prepare(frame)
+    assert report.target_rows_dropped == 2 and sum(len(p) for p in parts.values()) == 58
+    assert "dropped 2 row(s) whose target is empty" in "\n".join(report.lines())
+
+
+def test_a_text_target_is_refused_naming_the_first_text_cell():
+    frame = mixed_table()
+    with pytest.raises(DeepnormalError, match=r"the target 'colour' holds text \(79 cell\(s\), "
+                                              r"first at data row 1: '\w+'\); the target must be "
+                                              "a number"):
+        prepare(frame, target="colour")
+
+
+def test_a_lognormal_target_must_be_positive():
+    from deepnormal.family import LogNormal
+
+    frame = table()
+    frame["target"] = np.exp(frame["target"])
+    prepare(frame, family=LogNormal())  # positive: fine
+    frame.loc[6, "target"] = -3.5
+    frame.loc[9, "target"] = 0.0
+    with pytest.raises(DeepnormalError, match=r"model.distribution: lognormal needs a target of "
+                                              r"positive numbers; column 'target' has 2 that are "
+                                              r"not, first at data row 7: -3.5"):
+        prepare(frame, family=LogNormal())
+
+
+def test_an_empty_feature_is_an_error_and_an_identifier_a_warning():
+    frame = table()
+    frame["b"] = np.nan
+    with pytest.raises(DeepnormalError, match="column 'b': every cell of the training split "
+                                              "is empty"):
         prepare(frame)
-    parts, dropped = prepare(frame, drop_missing=True)
-    assert dropped == 2 and sum(len(p) for p in parts.values()) == 58
+    frame = table()
+    frame["id"] = [f"row-{i}" for i in range(len(frame))]
+    _, report = prepare(frame, features=["a", "id"])
+    assert report.warnings and "'id'" in report.warnings[0] and "identifier" in report.warnings[0]
 
 
 def test_too_few_rows():

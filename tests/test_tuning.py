@@ -14,12 +14,13 @@ import time
 
 import numpy as np
 import optuna
+import pandas as pd
 import pytest
 import yaml
 
 from deepnormal import tuning
 from deepnormal.config import apply_tuned, parse_params
-from deepnormal.data import Split
+from deepnormal.data import NUMERIC, Split
 from deepnormal.errors import DeepnormalError
 from tests.conftest import (
     REPO,
@@ -93,7 +94,8 @@ def splits() -> tuple[Split, Split]:
     def split(n: int, seed: int) -> Split:
         rng = np.random.default_rng(seed)
         x = rng.uniform(-10, 10, n)
-        return Split(x[:, None], x + rng.normal(size=n) * (1 + abs(x) / 5), ("x",))
+        return Split(pd.DataFrame({"x": x}), x + rng.normal(size=n) * (1 + abs(x) / 5),
+                     {"x": NUMERIC})
 
     return split(150, 1), split(50, 2)
 

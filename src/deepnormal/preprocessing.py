@@ -137,7 +137,9 @@ class TableEncoder:
             filled[spec["name"]] = int(labels.isna().sum())
             lookup = {label: i + 1 for i, label in enumerate(spec["categories"])}
             column = labels.fillna(MISSING_CATEGORY).map(lookup)
-            unknown[spec["name"]] = int(column.isna().sum())
+            # An empty cell counts as filled; it takes the unknown slot only when training
+            # had too few empty cells for a "(missing)" category of its own.
+            unknown[spec["name"]] = int((column.isna() & labels.notna()).sum())
             codes[:, j] = column.fillna(UNKNOWN_CODE).to_numpy(dtype=np.int64)
         numeric = (np.column_stack(columns) if columns else np.zeros((n, 0))).astype(np.float32)
         return Encoded(numeric, codes, unknown, filled)

@@ -40,22 +40,22 @@ class DeepNormalPyfunc(mlflow.pyfunc.PythonModel):
 
 
 def signature(model, example: pd.DataFrame):
-    """The raw columns the model takes: numbers as doubles (an empty cell is a null), every
-    categorical column as text (an empty cell is a null); the output columns as doubles.
-    Written out rather than inferred, because an example of five rows may hold no empty cell
-    and a whole number column would be inferred as a long, which refuses nulls."""
+    """The raw feature columns by name, each of MLflow's type "Any": a column may arrive as
+    integers, floats, text or with nulls (empty cells), and the model's own encoder checks
+    each value (text in a numeric column is one error naming the column). MLflow's typed
+    columns refuse what real requests hold: a "double" refuses a column of integers ("cannot
+    safely convert int64") and a "long" refuses a null. The outputs are doubles."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
+    from mlflow.types.schema import AnyType
 
     from deepnormal.predict import with_intervals
 
-    categorical = set(model.encoder.categorical_names)
-    inputs = Schema([ColSpec("string" if name in categorical else "double", name)
-                     for name in example.columns])
     prediction = model.predict(example)
     outputs = with_intervals(pd.DataFrame(), model.family, prediction.loc, prediction.scale,
                              LEVELS)
-    return ModelSignature(inputs, Schema([ColSpec("double", name) for name in outputs.columns]))
+    return ModelSignature(Schema([ColSpec(AnyType(), name) for name in example.columns]),
+                          Schema([ColSpec("double", name) for name in outputs.columns]))
 
 
 def log_model(checkpoint: Path, example: pd.DataFrame) -> None:
