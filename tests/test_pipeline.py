@@ -136,6 +136,8 @@ def test_logged_model_serves_the_evaluated_predictions(root):
     assert [c.name for c in model.metadata.get_input_schema().inputs] == ["x"]
     predictions = pd.read_csv(root / "data/evaluate/predictions.csv")
     served = model.predict(predictions[["x"]])
+    for column in ("mean", "median", "std", "lower_95", "upper_95"):
+        np.testing.assert_allclose(served[column], predictions[column], rtol=1e-6)
     np.testing.assert_allclose(served["mu"], predictions["mu"], rtol=1e-6)
     np.testing.assert_allclose(served["sigma"], predictions["sigma"], rtol=1e-6)
 

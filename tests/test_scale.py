@@ -46,9 +46,10 @@ def test_predict_command_matches_evaluate(pristine, tmp_path):
                   str(tmp_path / "out.csv"), "--levels", "0.95"], cwd=pristine)
     assert f"wrote {len(inputs)} predictions" in result.stdout
     predicted = pd.read_csv(tmp_path / "out.csv")
-    assert list(predicted.columns) == ["x", "row_id", "mu", "sigma", "lower_95", "upper_95"]
+    assert list(predicted.columns) == ["x", "row_id", "mean", "median", "std", "mu", "sigma",
+                                       "lower_95", "upper_95"]
     evaluated = pd.read_csv(pristine / "data/evaluate/predictions.csv")
-    for column in ("mu", "sigma", "lower_95", "upper_95"):
+    for column in ("mean", "median", "std", "mu", "sigma", "lower_95", "upper_95"):
         np.testing.assert_allclose(predicted[column], evaluated[column], rtol=1e-6)
 
     pd.DataFrame({"z": [1.0]}).to_csv(tmp_path / "wrong.csv", index=False)
@@ -221,10 +222,11 @@ def test_mlflow_models_serve_answers_rest_requests(server, tracked_on_server, tm
         with urllib.request.urlopen(request, timeout=60) as response:
             served = pd.DataFrame(json.loads(response.read())["predictions"])
 
-    from deepnormal.network import load_checkpoint
+    from deepnormal.trained import load_model
 
-    mu, sigma = load_checkpoint(root / "data/train/model.ckpt").predict(np.array(x)[:, None])
+    mu, sigma = load_model(root / "data/train/model.ckpt").predict(pd.DataFrame({"x": x})).params
     np.testing.assert_allclose(served["mu"], mu, rtol=1e-6)
+    np.testing.assert_allclose(served["mean"], mu, rtol=1e-6)
     np.testing.assert_allclose(served["sigma"], sigma, rtol=1e-6)
 
 
