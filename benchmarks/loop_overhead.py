@@ -47,14 +47,16 @@ def splits(n_train: int, seed: int = 0):
 
     from deepnormal import synthetic
     from deepnormal.config import GenerateParams
-    from deepnormal.data import Split
+    import pandas as pd
+
+    from deepnormal.data import NUMERIC, Split
 
     g = GenerateParams()
     n_val = max(n_train // 4, 100)
     x, y = synthetic.sample(g.model_copy(update={"n": n_train + n_val, "seed": seed}))
-    x = np.asarray(x, float)[:, None]
-    return (Split(x[:n_train], np.asarray(y[:n_train], float), ("x",)),
-            Split(x[n_train:], np.asarray(y[n_train:], float), ("x",)))
+    frame, y = pd.DataFrame({"x": np.asarray(x, float)}), np.asarray(y, float)
+    return (Split(frame[:n_train].reset_index(drop=True), y[:n_train], {"x": NUMERIC}),
+            Split(frame[n_train:].reset_index(drop=True), y[n_train:], {"x": NUMERIC}))
 
 
 def lightning_epoch_seconds(params, train, val, lr: float) -> list[float]:
@@ -94,33 +96,33 @@ def plain_epoch_seconds(params, train, val, lr: float) -> list[float]:
     import torch
 
     from deepnormal.lightning_module import DeepNormalModule
-    from deepnormal.loaders import member_batches
+    from deepnormal.loaders import member_batches, tensors
     from deepnormal.network import gaussian_nll_z, mixture_moments
+    from deepnormal.training import fit_encoder
 
     torch.manual_seed(params.train.seed)
-    net = DeepNormalModule.from_params(params.model, params.train, train, lr).net
+    encoder = fit_encoder(params, train)
+    net = DeepNormalModule.from_params(params.model, params.train, encoder.to_dict(), lr).net
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
-    loader = member_batches(train, params.train.batch_size, params.model.ensemble_size,
-                            seed=params.train.seed)
-    val_x = torch.tensor(val.features, dtype=torch.float32)
-    val_y = torch.tensor(val.target, dtype=torch.float32)
+    loader = member_batches(train, encoder, params.train.batch_size,
+                            params.model.ensemble_size, seed=params.train.seed)
+    val_x, val_codes, val_y, _ = tensors(val, encoder).tensors
     best = float("inf")
     stamps = []
     with tempfile.TemporaryDirectory() as out:
         for epoch in range(params.train.max_epochs):
             net.train()
             loader.sampler.set_epoch(epoch)
-            for x, y in loader:
-                mu_z, sigma_z = net.members(x)
-                loss = gaussian_nll_z(net.standardise_target(y), mu_z, sigma_z).mean()
+            for x, codes, y_z, _ in loader:
+                mu_z, sigma_z = net.members(x, codes)
+                loss = gaussian_nll_z(y_z, mu_z, sigma_z).mean()
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
             net.eval()
             with torch.no_grad():
-                mu_z, sigma_z = mixture_moments(*net.members(val_x))
-                val_nll = float(gaussian_nll_z(net.standardise_target(val_y), mu_z,
-                                               sigma_z).mean())
+                mu_z, sigma_z = mixture_moments(*net.members(val_x, val_codes))
+                val_nll = float(gaussian_nll_z(val_y, mu_z, sigma_z).mean())
             if val_nll < best:
                 best = val_nll
                 torch.save(net.state_dict(), Path(out) / "best.pt")

@@ -1,6 +1,6 @@
 """Benchmark: how good the default model is, on the reference problem and on real tables.
 
-    python benchmarks/quality.py [--quick] [--only reference tables] [--set section.key=value]
+    python benchmarks/quality.py [--quick] [--only reference tables as-they-come] [--set section.key=value]
 
 Every fit runs in this process through the library the stages use, on the splits the
 generate stage would write (written and read back as CSV): the lr_find stage's range test and
@@ -17,6 +17,9 @@ each trained with train seeds 0-2 (a table's early stopping acts within tens of 
 one seed's luck would decide a comparison): the default model, the same recipe as a single
 network (model.ensemble_size=1) and the homoscedastic line; test NLL (and the exact mixture
 NLL), 95% coverage, the worst fit against its split's line.
+Tables as they come (examples/ wage, hitters, carseats: text and yes/no columns, empty cells):
+all columns against the numeric ones alone, and on the skewed positive targets (wage,
+hitters' salaries) model.distribution lognormal against normal; 5 splits x 3 train seeds.
 Then one summary against the targets. About 12 minutes on our 2-core machines; --quick
 (data seeds 0-1, train seeds 0-1, two splits and one train seed per table, no child
 process) about 3.
@@ -48,6 +51,15 @@ TABLES = {  # name: (file, target); every other column is a feature
     "engel": ("examples/engel.csv", "foodexp"),
     "wage": ("examples/wage.csv", "wage"),
 }
+# Tables with text or yes/no columns (and, for wage and hitters, a skewed positive target):
+# "Your table as it comes" measures using those columns against dropping them, and the
+# log-normal family against the normal one.
+TEXT_TABLES = {
+    "wage": ("examples/wage.csv", "wage"),
+    "hitters": ("examples/hitters.csv", "Salary"),
+    "carseats": ("examples/carseats.csv", "Sales"),
+}
+SKEWED = ("wage", "hitters")
 TARGETS = {
     "reference mean gap": 0.08, "reference worst gap": 0.12, "train-seed spread": 0.04,
     "kernel-set difference": 0.04, "coverage low": 0.93, "coverage high": 0.97,
@@ -104,6 +116,7 @@ def splits_for(params: Params, workdir: Path) -> dict:
         prepare_table,
         read_splits,
         split_indices,
+        write_columns,
         write_split,
     )
 
@@ -113,18 +126,25 @@ def splits_for(params: Params, workdir: Path) -> dict:
         frame = pd.DataFrame(dict(zip(SYNTHETIC_COLUMNS, (x, y), strict=True)))
         parts = {name: frame.iloc[index] for name, index in
                  split_indices(g.n, g.val_fraction, g.test_fraction, g.seed).items()}
+        kinds = {SYNTHETIC_COLUMNS[0]: "numeric"}
     else:
-        parts, _ = prepare_table(load_table(REPO / d.path), d.features, d.target, None, False,
-                                 d.path, (g.val_fraction, g.test_fraction, g.seed))
+        from deepnormal.family import family
+
+        parts, report = prepare_table(
+            load_table(REPO / d.path), d.features, d.target, None, d.path,
+            (g.val_fraction, g.test_fraction, g.seed), categorical=d.categorical,
+            missing=d.missing, family=family(params.model.distribution))
+        kinds = report.kinds
     for name, part in parts.items():
         write_split(part, workdir / f"{name}.csv")
+    write_columns(workdir, kinds, d.target if d.source == "file" else SYNTHETIC_COLUMNS[1])
     return read_splits(workdir)
 
 
 def run_pipeline(problem: str, overrides: dict[str, object], extra: dict[str, object]) -> Fit:
     """generate -> lr_find -> train -> evaluate for one problem, in this process."""
     from deepnormal.evaluation import evaluate
-    from deepnormal.network import load_checkpoint
+    from deepnormal.trained import load_model
     from deepnormal.training import find_lr, fit
 
     params = params_with(extra | overrides)
@@ -136,7 +156,7 @@ def run_pipeline(problem: str, overrides: dict[str, object], extra: dict[str, ob
             _, _, choice = find_lr(params, splits["train"])
             result = fit(params, splits["train"], splits["val"], choice.lr, Path(tmp) / "out")
         seconds = time.perf_counter() - start
-        report, _ = evaluate(load_checkpoint(result.checkpoint), splits, params, [0.95])
+        report, _ = evaluate(load_model(result.checkpoint), splits, params, [0.95])
     test = report["test"]
     uncalibrated = test.get("model_uncalibrated", test["model"])
     curve = [row["val_nll"] for row in result.history]
@@ -148,13 +168,20 @@ def run_pipeline(problem: str, overrides: dict[str, object], extra: dict[str, ob
                test["oracle"]["nll"] if "oracle" in test else None)
 
 
-def table_overrides(name: str) -> dict[str, object]:
+def table_overrides(name: str, numeric_only: bool = False) -> dict[str, object]:
+    """Every other column as a feature; with numeric_only, only the numeric ones."""
     import pandas as pd
 
-    path, target = TABLES[name]
-    columns = list(pd.read_csv(REPO / path, nrows=1).columns)
+    from deepnormal.data import NUMERIC, column_kinds
+
+    path, target = (TABLES | TEXT_TABLES)[name]
+    table = pd.read_csv(REPO / path)
+    features = [c for c in table.columns if c != target]
+    if numeric_only:
+        kinds, _ = column_kinds(table, features, [], path)
+        features = [c for c in features if kinds[c] == NUMERIC]
     return {"data.source": "file", "data.path": path, "data.target": target,
-            "data.features": [c for c in columns if c != target]}
+            "data.features": features}
 
 
 def in_child(overrides: dict[str, object], extra: dict[str, object], env: dict) -> Fit:
@@ -249,6 +276,56 @@ def tables(quick: bool, extra: dict) -> dict:
     return found
 
 
+def spread_text(fits: list[Fit], value=lambda f: f.nll) -> str:
+    """mean, the sd of the split means, and the mean range over train seeds within a split."""
+    by_split = {}
+    for f in fits:
+        by_split.setdefault(f.data_seed, []).append(value(f))
+    means = [statistics.mean(v) for v in by_split.values()]
+    seeds = statistics.mean(max(v) - min(v) for v in by_split.values())
+    sd = statistics.stdev(means) if len(means) > 1 else 0.0
+    return f"{statistics.mean(means):.3f} (splits sd {sd:.3f}, seeds range {seeds:.3f})"
+
+
+def paired(fits: list[Fit], baseline: list[Fit]) -> str:
+    """The per-split difference of means against the baseline arm: mean [min, max]."""
+    diffs = []
+    for split in sorted({f.data_seed for f in fits}):
+        mine = statistics.mean(f.nll for f in fits if f.data_seed == split)
+        base = statistics.mean(f.nll for f in baseline if f.data_seed == split)
+        diffs.append(mine - base)
+    return f"{statistics.mean(diffs):+.3f} [{min(diffs):+.3f}, {max(diffs):+.3f}]"
+
+
+def as_they_come(quick: bool, extra: dict) -> dict:
+    """Tables with text columns: all columns against the numeric ones alone; and on skewed
+    positive targets the log-normal family against the normal one. Splits x train seeds."""
+    splits, train_seeds = ([0, 1], [0]) if quick else ([0, 1, 2, 3, 4], [0, 1, 2])
+    found = {}
+    for name in TEXT_TABLES:
+        arms = {"all columns": table_overrides(name),
+                "numeric columns only": table_overrides(name, numeric_only=True)}
+        if name in SKEWED:
+            arms["all columns, lognormal"] = table_overrides(name) | {
+                "model.distribution": "lognormal"}
+        fits = {arm: [run_pipeline(name, overrides | {"generate.seed": s, "train.seed": t},
+                                   extra)
+                      for s in splits for t in train_seeds]
+                for arm, overrides in arms.items()}
+        base = fits["all columns"]
+        print_rows(f"{name} ({TEXT_TABLES[name][0]}): {len(splits)} splits x train seeds "
+                   f"{', '.join(map(str, train_seeds))}",
+                   ["arm", "test NLL", "vs all columns (per split)", "cov95", "line NLL",
+                    "fit s"],
+                   [[arm, spread_text(arm_fits), paired(arm_fits, base),
+                     f"{statistics.mean(f.coverage_95 for f in arm_fits):.3f}",
+                     f"{statistics.mean(f.line_nll for f in arm_fits):.3f}",
+                     f"{statistics.mean(f.fit_seconds for f in arm_fits):.1f}"]
+                    for arm, arm_fits in fits.items()])
+        found[name] = fits
+    return found
+
+
 def summary(ref: dict | None, found: dict | None) -> None:
     t = TARGETS
     lines = []
@@ -297,8 +374,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a subset, about 6 minutes")
-    parser.add_argument("--only", nargs="+", choices=["reference", "tables"],
-                        default=["reference", "tables"])
+    parser.add_argument("--only", nargs="+", choices=["reference", "tables", "as-they-come"],
+                        default=["reference", "tables", "as-they-come"])
     parser.add_argument("--set", nargs="+", default=[], metavar="SECTION.KEY=VALUE",
                         help="params on top of params.yaml for every run (YAML values)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -319,6 +396,8 @@ def main() -> None:
     start = time.perf_counter()
     ref = reference(args.quick, extra) if "reference" in args.only else None
     found = tables(args.quick, extra) if "tables" in args.only else None
+    if "as-they-come" in args.only:
+        as_they_come(args.quick, extra)
     summary(ref, found)
     print(f"\n{(time.perf_counter() - start) / 60:.1f} minutes")
 

@@ -76,6 +76,16 @@ def test_cross_field_rules(raw):
     bad = copy.deepcopy(raw)
     bad["lr_find"]["min_lr"] = 2.0
     assert "min_lr" in error_for(bad)
+    bad = copy.deepcopy(raw)
+    bad["data"]["categorical"] = ["zip", "age"]
+    assert ("'data': categorical names 'zip', which features does not list; features: "
+            "['age'," in error_for(bad))
+
+
+def test_the_replaced_drop_missing_key_names_its_successor(raw):
+    raw["data"]["drop_missing"] = True
+    message = error_for(raw)
+    assert "unknown key 'data.drop_missing'" in message and "missing" in message
 
 
 def test_ints_are_accepted_for_floats(raw):

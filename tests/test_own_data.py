@@ -161,6 +161,14 @@ def test_a_lognormal_target_must_be_positive():
 def test_an_empty_feature_is_an_error_and_an_identifier_a_warning():
     frame = table()
     frame["b"] = np.nan
+    with pytest.raises(DeepnormalError, match="column 'b': every cell is empty"):
+        prepare(frame, missing="drop")  # named, not "the val split would have 0 rows"
+    frame.loc[[0, 1], "b"] = 1.0  # filled only in rows the random split puts in test or val
+    parts, _ = prepare(table(), split_column=None)
+    held_out = sorted(set(parts["val"].index) | set(parts["test"].index))[:2]
+    frame = table()
+    frame["b"] = np.nan
+    frame.loc[held_out, "b"] = 1.0
     with pytest.raises(DeepnormalError, match="column 'b': every cell of the training split "
                                               "is empty"):
         prepare(frame)
@@ -262,5 +270,10 @@ def test_one_feature_file_end_to_end(tmp_path):
     plots = {p.name for p in (root / "data/evaluate/plots").iterdir()}
     assert {"prediction_band.png", "sigma_vs_input.png"} <= plots
     predictions = pd.read_csv(root / "data/evaluate/predictions.csv")
-    assert list(predictions.columns[:4]) == ["dose", "response", "mu", "sigma"]
+    assert list(predictions.columns[:7]) == ["dose", "response", "mean", "median", "std", "mu",
+                                             "sigma"]
     assert np.isfinite(predictions["mu"]).all() and (predictions["sigma"] > 0).all()
+    # The normal family: mean = median = mu, std = sigma.
+    np.testing.assert_allclose(predictions["mean"], predictions["mu"])
+    np.testing.assert_allclose(predictions["median"], predictions["mu"])
+    np.testing.assert_allclose(predictions["std"], predictions["sigma"])

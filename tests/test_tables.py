@@ -200,7 +200,7 @@ def test_predict_takes_unseen_categories_and_empty_cells(shop_repo, tmp_path):
     new_rows().to_csv(tmp_path / "new.csv", index=False)
     result = run([sys.executable, "-m", "deepnormal.predict", str(tmp_path / "new.csv"),
                   str(tmp_path / "out.csv")], cwd=root)
-    assert "1 cell(s) held a category not seen in training (grade: 1)" in result.stdout
+    assert "1 cell(s) held a category not seen in training or too rare there (grade: 1)" in result.stdout
     assert "2 empty cell(s) filled as in training (size: 1, grade: 1)" in result.stdout
     out = pd.read_csv(tmp_path / "out.csv")
     assert list(out["order"]) == [1, 2, 3, 4]
@@ -263,8 +263,12 @@ BAD_TABLES = {
         "error: data file examples/shop.csv: the target 'grade' holds text"),
     "an entirely empty feature": (
         {"features": ["size", "empty"]},
-        "error: data file examples/shop.csv, column 'empty': every cell of the training split "
-        "is empty; drop the column from data.features"),
+        "error: data file examples/shop.csv, column 'empty': every cell is empty; drop the "
+        "column from data.features"),
+    "lognormal on the synthetic data": (
+        {"source": "synthetic"},
+        "error: model.distribution: lognormal needs a positive target; the synthetic data's "
+        "is not (use normal)"),
     "a non-positive target under lognormal": (
         {"target": "offset"},
         "error: data file examples/shop.csv: model.distribution: lognormal needs a target of "

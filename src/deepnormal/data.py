@@ -261,6 +261,10 @@ def prepare_table(frame: pd.DataFrame, features: list[str], target: str,
     report.kinds, report.why = column_kinds(frame, features, list(categorical), path)
     typed = typed_features(frame, report.kinds)
     empty = typed.isna()
+    for name in features:
+        if empty[name].all():
+            raise DeepnormalError(f"data file {path}, column '{name}': every cell is empty; "
+                                  "drop the column from data.features")
     if missing == "error" and empty.to_numpy().any():
         name = next(c for c in features if empty[c].any())
         row = int(np.argmax(empty[name].to_numpy()))

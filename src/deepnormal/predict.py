@@ -52,8 +52,8 @@ def encoding_note(prediction) -> str | None:
     filled = {name: n for name, n in prediction.filled.items() if n}
     if unknown:
         parts.append(f"{sum(unknown.values())} cell(s) held a category not seen in training "
-                     f"({', '.join(f'{k}: {v}' for k, v in unknown.items())}), predicted as "
-                     "'unknown'")
+                     f"or too rare there ({', '.join(f'{k}: {v}' for k, v in unknown.items())}),"
+                     " predicted as 'unknown'")
     if filled:
         parts.append(f"{sum(filled.values())} empty cell(s) filled as in training "
                      f"({', '.join(f'{k}: {v}' for k, v in filled.items())})")

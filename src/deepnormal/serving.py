@@ -4,7 +4,7 @@ the predictive `mean`, `median`, `std`, the network's Normal `mu`, `sigma` and t
 interval bounds `lower_<level>` / `upper_<level>` out, in the target's original units
 (`deepnormal-predict` writes the same columns).
 `mlflow models serve -m runs:/<run_id>/model --env-manager local -h 127.0.0.1` serves it;
-loading needs only torch, numpy and pandas (the checkpoint is read weights-only).
+loading needs only torch, numpy, pandas and scipy (the checkpoint is read weights-only).
 """
 
 from __future__ import annotations
