@@ -79,12 +79,12 @@ def test_ddp_on_two_cpu_processes_logs_one_run_from_rank_zero(clone):
     # calibration it fits there, which the tiny params turn on).
     from deepnormal.data import read_split
     from deepnormal.metrics import gaussian_nll
-    from deepnormal.network import load_checkpoint
+    from deepnormal.trained import load_model
 
-    net = load_checkpoint(clone / "data/train/model.ckpt")
+    model = load_model(clone / "data/train/model.ckpt")
     val = read_split(clone / "data/prepared/val.csv")
-    assert float(net.sigma_scale) != 1.0
-    mu, sigma = net.predict(val.features, calibrated=False)
+    assert model.sigma_scale != 1.0
+    mu, sigma = model.predict(val.frame, calibrated=False).params
     assert gaussian_nll(val.target, mu, sigma) == pytest.approx(
         summary["best_val_nll"], rel=1e-5)
     assert trained.data.metrics["best_val_nll"] == pytest.approx(summary["best_val_nll"])
