@@ -277,3 +277,21 @@ def test_one_feature_file_end_to_end(tmp_path):
     np.testing.assert_allclose(predictions["mean"], predictions["mu"])
     np.testing.assert_allclose(predictions["median"], predictions["mu"])
     np.testing.assert_allclose(predictions["std"], predictions["sigma"])
+
+
+def test_parquet_dtypes_nullable_categories_and_dates(tmp_path):
+    frame = table(40)
+    frame["grade"] = pd.Categorical(["a", "b", None, "a"] * 10)
+    frame["count"] = pd.array([1, None, 3, 4] * 10, dtype="Int64")
+    frame["flag"] = pd.array([True, None, False, True] * 10, dtype="boolean")
+    frame.to_parquet(tmp_path / "t.parquet")
+    features = ["a", "grade", "count", "flag"]
+    parts, report = prepare(load_table(tmp_path / "t.parquet"), features=features)
+    assert report.kinds == {"a": "numeric", "grade": "categorical", "count": "numeric",
+                            "flag": "categorical"}
+    assert report.missing == {"grade": 10, "count": 10, "flag": 10}  # NA is an empty cell
+    together = pd.concat(parts.values())
+    assert set(together["flag"].dropna()) == {"True", "False"}
+    frame["when"] = pd.to_datetime(["2020-01-01", None, "2021-06-30", "2022-01-01"] * 10)
+    with pytest.raises(DeepnormalError, match="column 'when' holds dates"):
+        prepare(frame, features=["a", "when"])

@@ -90,7 +90,7 @@ class PrepareReport:
 
 def shown(value: object) -> str:
     """A cell as the user wrote it, for messages: 'heavy', -3.5, or 'an empty cell'."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
         return "an empty cell"
     if isinstance(value, str):
         return repr(value)
@@ -121,7 +121,7 @@ def canonical_categories(values: pd.Series) -> pd.Series:
     """Category labels as text, the same whichever way they arrive: 3, 3.0 and '3' are all
     '3'; True and 'True' are 'True'; surrounding spaces go; empty cells are NaN."""
     def label(value):
-        if value is None or (isinstance(value, float) and np.isnan(value)):
+        if value is None or (not isinstance(value, str) and pd.isna(value)):  # NaN, NA, NaT
             return np.nan
         if isinstance(value, (bool, np.bool_)):
             return str(bool(value))
@@ -158,6 +158,12 @@ def column_kinds(frame: pd.DataFrame, features: list[str], declared: list[str],
     kinds, why = {}, {}
     for name in features:
         values = frame[name]
+        if pd.api.types.is_datetime64_any_dtype(values) or isinstance(
+                values.dtype, pd.PeriodDtype):
+            raise DeepnormalError(
+                f"data file {path}, column '{name}' holds dates, which the model cannot take "
+                "as they are; turn them into numbers (e.g. days since a start, the month) or "
+                "text in the table, or drop the column from data.features")
         if name in declared:
             kinds[name], why[name] = CATEGORICAL, "declared in data.categorical"
         elif pd.api.types.is_bool_dtype(values) or _is_yes_no(values):
