@@ -372,7 +372,8 @@ def summary(ref: dict | None, found: dict | None) -> None:
         single_mean = statistics.mean(f.nll for f in single)
         check(f"{name}: ensemble mean no worse than the single network's",
               f"{mean:.3f} vs {single_mean:.3f}", mean <= single_mean)
-    print_rows("Summary", ["target", "value", ""], lines)
+    if lines:
+        print_rows("Summary", ["target", "value", ""], lines)
 
 
 def main() -> None:
