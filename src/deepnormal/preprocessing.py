@@ -128,7 +128,9 @@ class TableEncoder:
                     f"numbers; first at data row {row + 1}: {shown(raw.iloc[row])}")
             empty = x.isna().to_numpy()
             filled[spec["name"]] = int(empty.sum())
-            columns.append((x.fillna(spec["fill"]).to_numpy() - spec["mean"]) / spec["std"])
+            # In float32, as the network computes: the same arithmetic whatever the caller.
+            values = x.fillna(spec["fill"]).to_numpy(dtype=np.float32)
+            columns.append((values - np.float32(spec["mean"])) / np.float32(spec["std"]))
             if spec["flag"]:
                 columns.append(empty.astype(np.float64))
         codes = np.zeros((n, len(self.categorical)), dtype=np.int64)
