@@ -44,11 +44,10 @@ def default_params(batch_size: int, epochs: int, model: dict | None = None):
 def splits(n_train: int, seed: int = 0):
     """Synthetic train / val splits of the reference process, in memory."""
     import numpy as np
+    import pandas as pd
 
     from deepnormal import synthetic
     from deepnormal.config import GenerateParams
-    import pandas as pd
-
     from deepnormal.data import NUMERIC, Split
 
     g = GenerateParams()

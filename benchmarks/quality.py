@@ -1,6 +1,7 @@
 """Benchmark: how good the default model is, on the reference problem and on real tables.
 
-    python benchmarks/quality.py [--quick] [--only reference tables as-they-come] [--set section.key=value]
+    python benchmarks/quality.py [--quick] [--only reference tables as-they-come]
+                                 [--set section.key=value]
 
 Every fit runs in this process through the library the stages use, on the splits the
 generate stage would write (written and read back as CSV): the lr_find stage's range test and

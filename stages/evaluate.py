@@ -31,8 +31,8 @@ from deepnormal import evaluation, paths, tracking
 from deepnormal.config import load_params
 from deepnormal.data import read_splits
 from deepnormal.errors import DeepnormalError, run_stage
-from deepnormal.trained import load_model
 from deepnormal.outputs import staged
+from deepnormal.trained import load_model
 
 
 def main() -> None:

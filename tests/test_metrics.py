@@ -55,7 +55,8 @@ def test_overconfident_predictor_is_miscalibrated(reference_sample):
 
 def test_interval_width_and_sharpness():
     sigma = np.array([1.0, 2.0])
-    assert metrics.mean_interval_width(np.zeros(2), sigma, 0.95) == pytest.approx(2 * 1.959964 * 1.5, rel=1e-6)
+    width = metrics.mean_interval_width(np.zeros(2), sigma, 0.95)
+    assert width == pytest.approx(2 * 1.959964 * 1.5, rel=1e-6)
     scores = metrics.score(np.zeros(2), np.zeros(2), sigma, [0.5, 0.95])
     assert scores["sharpness"] == pytest.approx(np.sqrt(2.5))
     assert {"picp_50", "mpiw_50", "picp_95", "mpiw_95", "crps", "rmse", "mae"} <= set(scores)

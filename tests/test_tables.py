@@ -200,7 +200,8 @@ def test_predict_takes_unseen_categories_and_empty_cells(shop_repo, tmp_path):
     new_rows().to_csv(tmp_path / "new.csv", index=False)
     result = run([sys.executable, "-m", "deepnormal.predict", str(tmp_path / "new.csv"),
                   str(tmp_path / "out.csv")], cwd=root)
-    assert "1 cell(s) held a category not seen in training or too rare there (grade: 1)" in result.stdout
+    assert ("1 cell(s) held a category not seen in training or too rare there (grade: 1)"
+            in result.stdout)
     assert "2 empty cell(s) filled as in training (size: 1, grade: 1)" in result.stdout
     out = pd.read_csv(tmp_path / "out.csv")
     assert list(out["order"]) == [1, 2, 3, 4]

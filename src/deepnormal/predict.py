@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from deepnormal import paths
-from deepnormal.errors import DeepnormalError, run_stage
+from deepnormal.errors import run_stage
 
 DEFAULT_LEVELS = (0.5, 0.8, 0.95)
 
