@@ -13,12 +13,13 @@ from deepnormal.baselines import LinearGaussian
 from deepnormal.config import Params
 from deepnormal.data import CATEGORICAL, Split
 from deepnormal.predict import with_intervals
+from deepnormal.preprocessing import Encoded
 from deepnormal.trained import TrainedModel
 
-# A predictor maps a table of features to the Normal (loc, scale) of the transformed target;
-# every predictor of one evaluation shares the model's family (the line is fitted on the
-# same scale, so the comparison stays fair).
-Predictor = Callable[[pd.DataFrame], tuple[np.ndarray, np.ndarray]]
+# A predictor maps a split (its raw table and the model's encoding of it, made once) to the
+# Normal (loc, scale) of the transformed target; every predictor of one evaluation shares the
+# model's family (the line is fitted on the same scale, so the comparison stays fair).
+Predictor = Callable[[pd.DataFrame, Encoded], tuple[np.ndarray, np.ndarray]]
 Predictions = dict[str, tuple[np.ndarray, np.ndarray]]  # predictor name -> (loc, scale)
 SCORED_SPLITS = ("test", "val")
 
@@ -28,43 +29,47 @@ def predictors(model: TrainedModel, train: Split, params: Params,
     """The model; without its variance calibration when it has one; the homoscedastic
     linear baseline (least squares on the encoded inputs, fitted to the transformed target);
     and, for synthetic data, the oracle."""
-    encoder = model.encoder
-
-    def design(frame: pd.DataFrame) -> np.ndarray:
-        return encoder.design(encoder.encode(frame))
-
-    linear = LinearGaussian.fit(design(train.frame), model.family.transform(train.target))
-    found = {"model": lambda frame: model.predict(frame).params}
+    design = model.encoder.design
+    linear = LinearGaussian.fit(design(model.encode(train.frame)),
+                                model.family.transform(train.target))
+    found = {"model": lambda frame, encoded: model.predict_encoded(encoded).params}
     if model.sigma_scale != 1.0:
-        found["model_uncalibrated"] = lambda frame: model.predict(frame, calibrated=False).params
-    found["linear"] = lambda frame: linear.predict(design(frame))
+        found["model_uncalibrated"] = (
+            lambda frame, encoded: model.predict_encoded(encoded, calibrated=False).params)
+    found["linear"] = lambda frame, encoded: linear.predict(design(encoded))
     if synthetic_data:
         g = params.generate
-        found["oracle"] = lambda frame: (synthetic.true_mean(frame.iloc[:, 0].to_numpy(), g),
-                                         synthetic.true_sigma(frame.iloc[:, 0].to_numpy(), g))
+
+        def oracle(frame: pd.DataFrame, encoded: Encoded) -> tuple[np.ndarray, np.ndarray]:
+            x = frame.iloc[:, 0].to_numpy()
+            return synthetic.true_mean(x, g), synthetic.true_sigma(x, g)
+
+        found["oracle"] = oracle
     return found
 
 
-def predict_all(split: Split, predictors: dict[str, Predictor]) -> Predictions:
+def predict_all(split: Split, encoded: Encoded,
+                predictors: dict[str, Predictor]) -> Predictions:
     """Every predictor on one split, once: scores, tables and plots all reuse the result."""
-    return {name: predict(split.frame) for name, predict in predictors.items()}
+    return {name: predict(split.frame, encoded) for name, predict in predictors.items()}
 
 
 def score_split(split: Split, predictions: Predictions, levels: list[float], family,
                 members: tuple[np.ndarray, np.ndarray] | None = None,
-                encoding: dict | None = None) -> dict:
+                encoded: Encoded | None = None) -> dict:
     """One section per predictor, plus the model's NLL gap to the oracle when there is one.
     With the ensemble members' predictions, the model's section also holds the exact
     mixture NLL (`mixture_nll`) beside the NLL of its moment-matched Gaussian (`nll`); with
-    `encoding`, the count of cells that went to the unknown category and that were filled."""
+    the split's encoding, the count of cells that went to the unknown category and that were
+    filled."""
     section = {}
     for name, (loc, scale) in predictions.items():
         section[name] = metrics.score(split.target, loc, scale, levels, family)
     if members is not None:
         section["model"]["mixture_nll"] = metrics.mixture_nll(split.target, *members, family)
-    if encoding is not None:
-        section["model"]["unknown_categories"] = sum(encoding["unknown"].values())
-        section["model"]["filled_cells"] = sum(encoding["filled"].values())
+    if encoded is not None:
+        section["model"]["unknown_categories"] = sum(encoded.unknown.values())
+        section["model"]["filled_cells"] = sum(encoded.filled.values())
     if "oracle" in section:
         section["nll_gap"] = section["model"]["nll"] - section["oracle"]["nll"]
     return section
@@ -75,14 +80,12 @@ def evaluate(model: TrainedModel, splits: dict[str, Split], params: Params,
     """Score the model and its baselines on the test and validation splits: (the report
     written to metrics.json, the predictions per split for tables and plots)."""
     found = predictors(model, splits["train"], params, params.data.source == "synthetic")
-    predicted = {name: predict_all(splits[name], found) for name in SCORED_SPLITS}
-    report = {}
+    report, predicted = {}, {}
     for name in SCORED_SPLITS:
         encoded = model.encode(splits[name].frame)
-        report[name] = score_split(
-            splits[name], predicted[name], levels, model.family,
-            model.predict_members(splits[name].frame),
-            {"unknown": encoded.unknown, "filled": encoded.filled})
+        predicted[name] = predict_all(splits[name], encoded, found)
+        report[name] = score_split(splits[name], predicted[name], levels, model.family,
+                                   model.predict_members(encoded), encoded)
     report["calibration"] = {"sigma_scale": model.sigma_scale,
                              "ensemble_size": model.ensemble_size}
     report["family"] = model.family.name

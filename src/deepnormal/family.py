@@ -73,6 +73,11 @@ class Normal:
     def median(self, loc, scale) -> np.ndarray:
         return self.quantile(0.5, loc, scale)
 
+    def interval(self, level: float, loc, scale) -> tuple[np.ndarray, np.ndarray]:
+        """Bounds of the central `level` interval."""
+        tail = (1.0 - level) / 2.0
+        return self.quantile(tail, loc, scale), self.quantile(1.0 - tail, loc, scale)
+
 
 class LogNormal(Normal):
     name = "lognormal"

@@ -49,14 +49,7 @@ def gaussian_crps(y: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> float:
 
 def interval(loc, scale, level: float, family=NORMAL) -> tuple[np.ndarray, np.ndarray]:
     """Bounds of the central `level` interval."""
-    tail = (1.0 - level) / 2.0
-    return family.quantile(tail, loc, scale), family.quantile(1.0 - tail, loc, scale)
-
-
-def interval_half_width(sigma: np.ndarray, level: float) -> np.ndarray:
-    """Half width of the central `level` interval of N(mu, sigma^2)."""
-    low, high = interval(0.0, sigma, level)
-    return (high - low) / 2.0
+    return family.interval(level, loc, scale)
 
 
 def coverage(y, loc, scale, level: float, family=NORMAL) -> float:

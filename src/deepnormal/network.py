@@ -1,5 +1,5 @@
-"""The deep normal network: a deep ensemble of mean-variance MLPs. Torch only, so evaluation
-and serving never import Lightning.
+"""The deep normal network: a deep ensemble of mean-variance MLPs. Torch and the table encoder
+(no Lightning), so evaluation and serving never import Lightning.
 
     encoded table (preprocessing.TableEncoder: standardised numbers, "was empty" flags,
     category codes) -> categories one-hot or embedded -> M member MLPs, run as one batched
@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from deepnormal.preprocessing import TableEncoder
 
 ACTIVATIONS = {
     "sigmoid": nn.Sigmoid,
@@ -98,8 +100,6 @@ class DeepNormalNet(nn.Module):
         embedding_dim: int = 8,
     ) -> None:
         super().__init__()
-        from deepnormal.preprocessing import TableEncoder
-
         encoder = TableEncoder.from_dict(table)
         self.ensemble_size = ensemble_size
         # A column with at most embedding_dim codes is one-hot (its first-layer weights are

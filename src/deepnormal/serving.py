@@ -21,9 +21,6 @@ import deepnormal
 MODEL_NAME = "model"
 
 
-LEVELS = (0.5, 0.8, 0.95)
-
-
 class DeepNormalPyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         from deepnormal.trained import load_model
@@ -31,11 +28,11 @@ class DeepNormalPyfunc(mlflow.pyfunc.PythonModel):
         self.model = load_model(context.artifacts["checkpoint"])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        from deepnormal.predict import with_intervals
+        from deepnormal.predict import DEFAULT_LEVELS, with_intervals
 
         prediction = self.model.predict(model_input, source="the request")
         columns = with_intervals(pd.DataFrame(index=model_input.index), self.model.family,
-                                 prediction.loc, prediction.scale, LEVELS)
+                                 prediction.loc, prediction.scale, DEFAULT_LEVELS)
         return columns.reset_index(drop=True)
 
 
@@ -49,11 +46,11 @@ def signature(model, example: pd.DataFrame):
     from mlflow.types import ColSpec, Schema
     from mlflow.types.schema import AnyType
 
-    from deepnormal.predict import with_intervals
+    from deepnormal.predict import DEFAULT_LEVELS, with_intervals
 
     prediction = model.predict(example)
     outputs = with_intervals(pd.DataFrame(), model.family, prediction.loc, prediction.scale,
-                             LEVELS)
+                             DEFAULT_LEVELS)
     return ModelSignature(Schema([ColSpec(AnyType(), name) for name in example.columns]),
                           Schema([ColSpec("double", name) for name in outputs.columns]))
 
@@ -74,7 +71,6 @@ def log_model(checkpoint: Path, example: pd.DataFrame) -> None:
         python_model=str(Path(__file__).with_name("pyfunc_model.py")),
         artifacts={"checkpoint": str(checkpoint)},
         code_paths=[str(Path(deepnormal.__file__).parent)],
-        model_config={"features": list(example.columns)},
         signature=signature(model, example),
         input_example=example,
         # Stated, not inferred: inference imports the model in a subprocess, slowly.

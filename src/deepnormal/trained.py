@@ -42,9 +42,7 @@ class Prediction:
 
     def interval(self, level: float) -> tuple[np.ndarray, np.ndarray]:
         """The central `level` interval's bounds."""
-        tail = (1.0 - level) / 2.0
-        return (self.family.quantile(tail, self.loc, self.scale),
-                self.family.quantile(1.0 - tail, self.loc, self.scale))
+        return self.family.interval(level, self.loc, self.scale)
 
 
 class TrainedModel:
@@ -67,12 +65,14 @@ class TrainedModel:
 
     def predict(self, frame: pd.DataFrame, calibrated: bool = True,
                 source: str = "the input") -> Prediction:
-        encoded = self.encode(frame, source)
+        return self.predict_encoded(self.encode(frame, source), calibrated)
+
+    def predict_encoded(self, encoded: Encoded, calibrated: bool = True) -> Prediction:
+        """The prediction for a table already encoded (evaluate encodes each split once)."""
         loc, scale = self.net.predict(encoded.numeric, encoded.codes, calibrated)
         return Prediction(self.family, loc, scale, encoded.unknown, encoded.filled)
 
-    def predict_members(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        encoded = self.encode(frame)
+    def predict_members(self, encoded: Encoded) -> tuple[np.ndarray, np.ndarray]:
         return self.net.predict_members(encoded.numeric, encoded.codes)
 
 
