@@ -1,6 +1,6 @@
 # Two entry points for a fresh machine:
 #   make pipeline   set up .venv and run the whole DVC pipeline on params.yaml
-#   make test       set up .venv (with test extras) and run the whole test suite (CI)
+#   make test       set up .venv (with the test and benchmark extras) and run the whole test suite (CI)
 # and a fast tier while you work:
 #   make check      unit tests only: no dvc repro, no servers (about a minute)
 VENV ?= .venv
@@ -8,7 +8,7 @@ BIN := $(abspath $(VENV))/bin
 # Stage commands in dvc.yaml call `python`: make it the project's interpreter.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup pipeline test check benchmark ui
+.PHONY: setup dev pipeline test check benchmark ui
 
 setup: $(VENV)/.installed
 
@@ -18,16 +18,22 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
+# The tests and benchmarks also need the peers (CatBoost, NGBoost): the `bench` extra.
+dev: $(VENV)/.installed-bench
+$(VENV)/.installed-bench: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $@
+
 pipeline: setup
 	dvc repro
 
-test: setup
+test: dev
 	python -m pytest
 
-check: setup
+check: dev
 	python -m pytest -m "not pipeline"
 
-benchmark: setup
+benchmark: dev
 	python benchmarks/performance.py
 
 ui: setup

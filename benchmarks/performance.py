@@ -10,8 +10,10 @@ Figures, each a median over --runs (stage and training runs over --train-runs):
   - cold `dvc repro -s STAGE` per stage on defaults, and the heavy modules each stage loaded
   - no-op `dvc repro` against `dvc status`; an evaluate-only rerun against the cold total
   - the Lightning loop against a plain PyTorch loop at batch 64 (benchmarks/loop_overhead.py)
-  - time per epoch for 1e3..1e6 training rows (fitted exponent, cost per row), peak memory of
-    the train stage, generate and evaluate wall time at the largest size
+  - scaling: cold `dvc repro` wall time and peak memory on a synthetic 8-feature
+    heteroscedastic table of 1e3..1e6 rows (--sizes; one run at 1e6), its test NLL against
+    the oracle's, CatBoost's fit time and NLL on the same splits (the `bench` extra), the
+    growth exponent, and the largest table on the GPU when there is one
   - what MLflow tracking costs the train stage on defaults (tracking.enabled true vs false)
   - the device training ran on
 """
@@ -29,14 +31,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.loop_overhead import compare, default_params, lightning_epoch_seconds, splits
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # peers.py
+from benchmarks.loop_overhead import compare
 from tests.conftest import copy_repo, dvc, edit_params, tool_env
 
 # The tune stage (a no-op unless tune.enabled) writes the result lr_find and train read.
 STAGES = ("generate", "tune", "lr_find", "train", "evaluate")
 SECTIONS = ("pipeline", "tracking", "loop", "scaling")
 HEAVY = ("torch", "pytorch_lightning", "mlflow", "matplotlib")
-TRAIN_SHARE = 0.6  # generate's default split: 60 % of the rows train
 
 # Loaded through PYTHONPATH into every Python process the pipeline starts; stage scripts
 # append the heavy modules they imported to $DEEPNORMAL_IMPORT_LOG when they exit.
@@ -144,40 +146,118 @@ def loop_figures(runs: int) -> None:
            f"python benchmarks/loop_overhead.py (single runs {low:.2f}..{high:.2f})")
 
 
-def scaling_figures(sizes: list[int], runs: int, workdir: Path) -> None:
+FEATURES = [f"x{i}" for i in range(8)]
+
+
+def heteroscedastic_table(n: int, seed: int = 0):
+    """n rows of a synthetic table with 8 numeric features, a known mean and a known noise
+    scale (Friedman's #1 mean, a noise scale driven by three features; x7 is pure noise), and
+    the true (mu, sigma) per row, for the oracle's NLL."""
+    import numpy as np
+    import pandas as pd
+
+    x = np.random.default_rng(seed).uniform(0.0, 1.0, size=(n, len(FEATURES)))
+    mu, sigma = true_distribution(x)
+    y = mu + sigma * np.random.default_rng([seed, 1]).standard_normal(n)
+    return pd.DataFrame(x, columns=FEATURES).assign(y=y)
+
+
+def true_distribution(x):
     import numpy as np
 
-    print("scaling with training rows", flush=True)
-    seconds = []
-    for n in sizes:
-        train, val = splits(n)
-        # Epochs after the first, more of them where they are quick.
-        epochs = 3 if n >= 1e6 else 5 if n >= 1e5 else 3 + 2 * runs
-        per = statistics.median(
-            lightning_epoch_seconds(default_params(256, epochs), train, val, 3e-3))
-        seconds.append(per)
-        record(f"epoch time, {n:.0e} training rows (batch 256)", f"{per:.3f} s",
-               command=f"{1e6 * per / n:.2f} us per row")
-    slope = np.polyfit(np.log(sizes[1:]), np.log(seconds[1:]), 1)[0]
-    record(f"fitted exponent, epoch time ~ n^k over {sizes[1]:.0e}..{sizes[-1]:.0e}",
-           f"k = {slope:.2f}", "about 1")
+    mu = (10 * np.sin(np.pi * x[:, 0] * x[:, 1]) + 20 * (x[:, 2] - 0.5) ** 2 + 10 * x[:, 3]
+          + 5 * x[:, 4])
+    sigma = 0.3 + 2 * x[:, 5] * x[:, 6] + 0.5 * (1 + np.sin(2 * np.pi * x[:, 0]))
+    return mu, sigma
 
-    largest = sizes[-1]
-    root = copy_repo(workdir / "large")
-    edit_params(root, {"generate": {"n": round(largest / TRAIN_SHARE)},
-                       "train": {"max_epochs": 1}, "lr_find": {"fixed_lr": 3e-3}})
-    wall, _ = stage_script(root, "generate")
-    record(f"generate stage, {largest:.0e} training rows", f"{wall:.1f} s", "< 10 s",
-           f"generate.n = {round(largest / TRAIN_SHARE)}, python stages/generate.py")
-    stage_script(root, "lr_find")
-    wall, peak = stage_script(root, "train")
-    record(f"train stage peak memory, {largest:.0e} rows, 1 epoch", f"{peak:.0f} MB",
-           "< 2048 MB", f"wall {wall:.1f} s, python stages/train.py")
-    wall, _ = stage_script(root, "evaluate")
-    with open(root / "data/prepared/test.csv") as table:
-        test_rows = sum(1 for _ in table) - 1
-    record(f"evaluate stage, {test_rows} test rows scored", f"{wall:.1f} s",
-           command="plots draw evaluate.plot_max_points of them")
+
+def cold_repro(root: Path) -> tuple[float, float]:
+    """A cold `dvc repro`: (wall seconds, peak resident memory in MB of any one of its
+    processes: Linux reports the largest of dvc and every stage it waited for)."""
+    start = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-m", "dvc", "repro"], cwd=root, env=tool_env(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"dvc repro failed: {process.stderr.read().decode()[-2000:]}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def scaling_run(n: int, root: Path, accelerator: str = "auto") -> dict:
+    """One cold pipeline on an n-row table, then CatBoost on the very same splits."""
+    import numpy as np
+    from peers import catboost
+    from scipy import stats
+
+    from deepnormal.data import read_splits
+
+    heteroscedastic_table(n).to_parquet(root / "scaling.parquet")
+    edit_params(root, {"data": {"source": "file", "path": "scaling.parquet", "target": "y",
+                                "features": FEATURES},
+                       "compute": {"accelerator": accelerator}})
+    seconds, peak = cold_repro(root)
+    metrics = json.loads((root / "data/evaluate/metrics.json").read_text())
+    summary = json.loads((root / "data/train/summary.json").read_text())
+    splits = read_splits(root / "data/prepared")
+    test = splits["test"]
+    mu, sigma = true_distribution(test.frame[FEATURES].to_numpy())
+    oracle = -float(np.mean(stats.norm.logpdf(test.target, mu, sigma)))
+    peer_nll, _, peer_seconds = catboost(splits)
+    return {"seconds": seconds, "peak_mb": peak, "nll": metrics["test"]["model"]["nll"],
+            "oracle": oracle, "catboost_nll": peer_nll, "catboost_seconds": peer_seconds,
+            "train_rows": len(splits["train"]), "budget": summary["budget"],
+            "epochs_run": summary["epochs_run"], "device": summary["device"]}
+
+
+def scaling_figures(sizes: list[int], runs: int, workdir: Path) -> None:
+    """Cold `dvc repro` on a synthetic 8-feature table of each size, CatBoost beside it."""
+    import numpy as np
+
+    try:
+        import catboost  # noqa: F401
+    except ImportError:
+        raise SystemExit("--only scaling needs CatBoost: pip install -e '.[bench]'") from None
+    print("scaling: cold dvc repro on a synthetic 8-feature table, CatBoost beside it",
+          flush=True)
+    medians = []
+    for n in sizes:
+        found = []
+        for run in range(runs if n <= 100_000 else 1):  # a million rows: one run
+            found.append(scaling_run(n, copy_repo(workdir / f"scaling-{n}-{run}")))
+            print(f"    {n:.0e} rows, run {run + 1}: {json.dumps(found[-1])}", flush=True)
+        median = {key: statistics.median(f[key] for f in found)
+                  for key in ("seconds", "peak_mb", "nll", "oracle", "catboost_nll",
+                              "catboost_seconds")}
+        medians.append(median["seconds"])
+        plan = found[0]["budget"]
+        ratio = median["seconds"] / median["catboost_seconds"]
+        record(f"cold `dvc repro`, {n:,} rows ({found[0]['train_rows']:,} train)",
+               f"{median['seconds']:.0f} s, peak {median['peak_mb']:.0f} MB; "
+               f"{ratio:.0f}x CatBoost's fit",
+               "<= 20 min, <= 4096 MB" if n >= 1_000_000 else
+               "<= 25x CatBoost" if 30_000 <= n <= 100_000 else "",
+               f"{len(found)} run(s); batch {plan['batch_size']:,}, "
+               f"{plan['steps_per_epoch']} steps an epoch, epochs run "
+               f"{'/'.join(str(f['epochs_run']) for f in found)} of {plan['max_epochs']}")
+        record(f"test NLL, {n:,} rows: model / CatBoost / oracle",
+               f"{median['nll']:.4f} / {median['catboost_nll']:.4f} / {median['oracle']:.4f}",
+               "model <= CatBoost + 0.01" if n >= 30_000 else "",
+               f"CatBoost RMSEWithUncertainty fit {median['catboost_seconds']:.1f} s "
+               "(early stopping on val)")
+    large = [i for i, n in enumerate(sizes) if n >= 10_000]
+    if len(large) >= 2:
+        slope = np.polyfit(np.log([sizes[i] for i in large]),
+                           np.log([medians[i] for i in large]), 1)[0]
+        record(f"growth exponent, cold repro time ~ n^k over {sizes[large[0]]:,}.."
+               f"{sizes[large[-1]]:,} rows", f"k = {slope:.2f}")
+    import torch
+
+    if torch.cuda.is_available():
+        n = sizes[-1]
+        found = scaling_run(n, copy_repo(workdir / "scaling-gpu"), accelerator="gpu")
+        record(f"cold `dvc repro`, {n:,} rows on {found['device']}",
+               f"{found['seconds']:.0f} s, test NLL {found['nll']:.4f}")
 
 
 def print_table(machine: str) -> None:
@@ -194,8 +274,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="repetitions of the quick figures")
     parser.add_argument("--train-runs", type=int, default=5,
                         help="repetitions of the default train stage, tracking on and off")
-    parser.add_argument("--sizes", default="1e3,1e4,1e5,1e6",
-                        help="training rows for the scaling figures (comma list)")
+    parser.add_argument("--sizes", default="1e3,1e4,5e4,1e5,1e6",
+                        help="table rows for the scaling figures (comma list)")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS),
                         help="measure only these groups of figures (default: all)")
     args = parser.parse_args()

@@ -4,7 +4,7 @@
                                  [--set section.key=value]
 
 Every fit runs in this process through the library the stages use, on the splits the
-generate stage would write (written and read back as CSV): the lr_find stage's range test and
+generate stage would write (written and read back as Parquet): the lr_find stage's range test and
 rule, the train stage's fit on the real Lightning Trainer, evaluate's scores. Params are
 params.yaml's, with any --set on top.
 
@@ -119,6 +119,7 @@ def splits_for(params: Params, workdir: Path) -> dict:
         prepare_table,
         read_splits,
         split_indices,
+        split_path,
         write_columns,
         write_split,
     )
@@ -139,7 +140,7 @@ def splits_for(params: Params, workdir: Path) -> dict:
             missing=d.missing, family=family(params.model.distribution))
         kinds = report.kinds
     for name, part in parts.items():
-        write_split(part, workdir / f"{name}.csv")
+        write_split(part, split_path(workdir, name))
     write_columns(workdir, kinds, d.target if d.source == "file" else SYNTHETIC_COLUMNS[1])
     return read_splits(workdir)
 

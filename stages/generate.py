@@ -2,9 +2,10 @@
 
 Reads params sections `data` and `generate`, model.distribution (a log-normal target must be
 positive), and, with data.source: file, the file at data.path (CSV or Parquet).
-Writes data/prepared/{train,val,test}.csv (the feature columns, then the target as the last
-column; categories as text, empty cells empty) and data/prepared/columns.json (each
-feature's kind, what was dropped and how many cells are empty), and prints the same.
+Writes data/prepared/{train,val,test}.parquet (the feature columns, then the target as the
+last column; numbers as floats, categories as text, empty cells null) and
+data/prepared/columns.json (each feature's kind, what was dropped and how many cells are
+empty), and prints the same.
 - data.source: synthetic samples the reference process of the `generate` section.
 - data.source: file checks the file first and writes nothing if anything is wrong: it exists
   and parses, the named columns exist, the target holds numbers (and, for the log-normal,
@@ -30,6 +31,7 @@ from deepnormal.data import (
     load_table,
     prepare_table,
     split_indices,
+    split_path,
     write_columns,
     write_split,
 )
@@ -64,8 +66,8 @@ def main() -> None:
             print(line)
     with staged(paths.PREPARED) as out:
         for name, part in parts.items():
-            write_split(part, out / f"{name}.csv")
-            print(f"{name}: {len(part)} rows -> {paths.PREPARED / f'{name}.csv'}")
+            write_split(part, split_path(out, name))
+            print(f"{name}: {len(part):,} rows -> {split_path(paths.PREPARED, name)}")
         write_columns(out, kinds, target, report.as_dict() if report else None)
 
 

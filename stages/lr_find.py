@@ -1,7 +1,8 @@
 """Stage `lr_find`: choose the learning rate with an LR range test, and check it.
 
-Reads params `lr_find`, `model`, and train.{seed,batch_size,optimizer,weight_decay,loss,
-beta}, with the tune stage's winner (data/tune/best.yaml) on top; the training split.
+Reads params `lr_find`, `model`, and train.{seed,batch_size,max_steps_per_epoch,
+max_batch_size,optimizer,weight_decay,loss,beta} (the range test runs at the batch training
+will use), with the tune stage's winner (data/tune/best.yaml) on top; the training split.
 Writes data/lr_find/lr.json (chosen lr, rule, any fallback and why), curve.csv (the range
 test: lr, smoothed loss) and curve.png (the curve with the chosen lr marked).
 With lr_find.fixed_lr set, the search is skipped and that value is recorded.
@@ -15,7 +16,7 @@ import pandas as pd
 
 from deepnormal import paths, plots
 from deepnormal.config import apply_tuned, load_params
-from deepnormal.data import read_split
+from deepnormal.data import read_split, split_path
 from deepnormal.errors import run_stage
 from deepnormal.lr_rule import fixed_choice
 from deepnormal.outputs import staged
@@ -26,7 +27,7 @@ def main() -> None:
                             formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     params, _ = apply_tuned(load_params(), paths.TUNED)
     p = params.lr_find
-    train = read_split(paths.PREPARED / "train.csv")
+    train = read_split(split_path(paths.PREPARED, "train"))
     choice = fixed_choice(p.fixed_lr)
     if choice is not None:  # no search: no torch, no Lightning
         lrs, losses = np.array([]), np.array([])

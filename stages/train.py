@@ -5,7 +5,8 @@ Reads params `model`, `train`, `compute`, `lr_find`, `tracking`, and `data`, `ge
 val splits; data/lr_find/lr.json.
 Writes data/train/model.ckpt (the best epoch, weights-only loadable), history.csv
 (per-epoch train NLL, validation NLL, lr) and summary.json (MLflow run id, best epoch,
-chosen lr). Prints a progress line every few seconds.
+chosen lr, the budget this table got: batch, steps an epoch, epochs, patience). Prints
+a progress line every few seconds.
 Opens one MLflow run holding every param, the data set (name, source, digest, rows,
 columns), the per-epoch curves (through Lightning's MLflow logger), the lr-finder result and
 plot, the checkpoint, the fitted table encoder (`table.json`: column kinds, vocabularies,
@@ -26,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from deepnormal import paths, tracking
+from deepnormal.budget import budget
 from deepnormal.config import apply_tuned, load_params
 from deepnormal.data import read_splits
 from deepnormal.errors import run_stage
@@ -110,7 +112,8 @@ def logged_params(params, splits, choice, search: dict) -> dict:
         "lr_find.fallback_reason": choice.fallback_reason or "none",
         "data.train_rows": len(splits["train"]),
         "data.val_rows": len(splits["val"]),
-    }
+    } | {f"budget.{key}": value
+         for key, value in budget(len(splits["train"]), params.train).as_dict().items()}
 
 
 def filled_cells(train) -> dict[str, int]:
@@ -136,6 +139,7 @@ def write_outputs(out, run_id, choice, result) -> None:
         "best_val_nll": result.best_val_nll,
         "epochs_run": result.epochs_run,
         "stopped_early": result.stopped_early,
+        "budget": result.budget.as_dict(),
         "sigma_scale": result.sigma_scale,
         "device": result.device,
     }

@@ -23,7 +23,7 @@ TINY = {
     "generate": {"n": 240},
     # Calibration is off by default; the tiny runs exercise it end to end.
     "model": {"hidden_sizes": [8], "calibrate_sigma": True},
-    "train": {"batch_size": 32, "max_epochs": 6, "patience": 3},
+    "train": {"batch_size": 32, "max_epochs": 6, "patience": 0.5},
     "lr_find": {"num_steps": 20},
     "evaluate": {"plot_max_points": 100},
 }

@@ -45,10 +45,11 @@ def test_generate_stage_writes_byte_identical_files(tmp_path):
     outputs = []
     for _ in range(2):
         run([sys.executable, "stages/generate.py"], root)
-        outputs.append({name: (root / "data/prepared" / f"{name}.csv").read_bytes()
+        outputs.append({name: (root / "data/prepared" / f"{name}.parquet").read_bytes()
                         for name in ("train", "val", "test")})
     assert outputs[0] == outputs[1]
-    frames = {name: pd.read_csv(root / "data/prepared" / f"{name}.csv") for name in outputs[0]}
+    frames = {name: pd.read_parquet(root / "data/prepared" / f"{name}.parquet")
+              for name in outputs[0]}
     assert [len(frames[k]) for k in ("train", "val", "test")] == [180, 45, 75]
     assert list(frames["train"].columns) == ["x", "y"]
 
@@ -60,17 +61,20 @@ def test_generate_help_runs_without_params(tmp_path):
 
 @pytest.mark.parametrize("content, message", [
     (None, "does not exist; run the stage that writes it"),
-    ("", "is empty"),
-    ("x,y\n", "has a header but no rows"),
-    ("x,y\n1.0,2.0\n3.0,nan\n", "column 'y'.*first at data row 2"),
-    ("x,y\n1.0,2.0\nabc,1.0\n", "column 'x'.*'abc'"),
-    ("x,y\n1.0,inf\n", "column 'y'"),
-    ("x\n1.0\n", "must have feature columns and a target column"),
+    (b"", "is not a readable Parquet file"),
+    (b"PAR1 not really", "is not a readable Parquet file"),
+    ({"x": [], "y": []}, "has columns but no rows"),
+    ({"x": [1.0, 3.0], "y": [2.0, np.nan]}, "column 'y'.*first at data row 2"),
+    ({"x": ["1.0", "abc"], "y": [2.0, 1.0]}, "column 'x'.*'abc'"),
+    ({"x": [1.0], "y": [np.inf]}, "column 'y'"),
+    ({"x": [1.0]}, "must have feature columns and a target column"),
 ])
 def test_bad_split_files_are_refused_by_name(tmp_path, content, message):
-    path = tmp_path / "train.csv"
-    if content is not None:
-        path.write_text(content)
+    path = tmp_path / "train.parquet"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        pd.DataFrame(content).to_parquet(path)
     with pytest.raises(DeepnormalError, match=message) as caught:
         read_split(path)
-    assert "train.csv" in str(caught.value)
+    assert "train.parquet" in str(caught.value)

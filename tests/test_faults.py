@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -62,8 +64,8 @@ def the_message(result: subprocess.CompletedProcess) -> str:
 @pytest.mark.parametrize("case, text, expected", [
     # Every invalid value takes the same path (config.load_params, first thing in every
     # stage); test_config.py covers the message of each kind.
-    ("out of range", "train:\n  patience: 0\n",
-     "error: params.yaml: 'train.patience': Input should be greater than or equal to 1 (got 0)"),
+    ("out of range", "train:\n  patience: 200\n",
+     "error: params.yaml: 'train.patience': Input should be less than or equal to 1 (got 200)"),
     # DVC reads the params each stage declares and names the missing ones first (the tune
     # stage, first to read `compute`, declares the whole section).
     ("missing section", "drop compute", "Parameters 'compute' are missing"),
@@ -117,23 +119,30 @@ def test_compute_settings_the_machine_lacks_stop_before_a_run_opens(clone):
     assert outputs(clone) == before and runs(clone) == []
 
 
+def _rewritten(path, column: str, value) -> None:
+    """The split with its first row's `column` set to `value` (as a user's edit might)."""
+    frame = pd.read_parquet(path)
+    frame[column] = frame[column].astype(object)
+    frame.loc[0, column] = value
+    frame.to_parquet(path)
+
+
 DAMAGE = {
     "missing": lambda path: path.unlink(),
     "empty": lambda path: path.write_text(""),
     "truncated": lambda path: path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2]),
-    "NaN": lambda path: path.write_text(path.read_text().replace("\n", "\nnan,1.0\n", 1)),
-    "text": lambda path: path.write_text(path.read_text().replace("\n", "\nabc,1.0\n", 1)),
+    "NaN": lambda path: _rewritten(path, "y", np.nan),
+    "text": lambda path: _rewritten(path, "x", "abc"),
 }
 
 
 @pytest.mark.parametrize("damage", DAMAGE)
 def test_damaged_data_between_stages_stops_train_naming_the_file(clone, damage):
-    train_csv = clone / "data/prepared/train.csv"
-    DAMAGE[damage](train_csv)
+    DAMAGE[damage](clone / "data/prepared/train.parquet")
     before = outputs(clone)
     result = dvc("repro", "-s", "train", cwd=clone, check=False)  # only train, not generate
     assert result.returncode != 0
-    assert "data/prepared/train.csv" in the_message(result), result.stderr
+    assert "data/prepared/train.parquet" in the_message(result), result.stderr
     assert outputs(clone) == before and runs(clone) == []
     # The full pipeline notices the damaged output and regenerates it.
     assert stages_run(dvc("repro", cwd=clone).stdout)[0] == "generate"
@@ -163,7 +172,7 @@ def default_ctrl_c() -> None:
 
 def start_long_training(root: Path) -> subprocess.Popen:
     """`dvc repro` with a train stage long enough to interrupt; returns once it trains."""
-    edit_params(root, {"train": {"max_epochs": 100_000, "patience": 100_000}})
+    edit_params(root, {"train": {"max_epochs": 100_000, "max_steps": 10**9, "patience": 1.0}})
     process = subprocess.Popen([sys.executable, "-m", "dvc", "repro"], cwd=root, env=tool_env(),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                start_new_session=True, preexec_fn=default_ctrl_c)

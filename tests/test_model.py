@@ -167,7 +167,7 @@ def trained(tmp_path_factory, store):
     logger.batches_sent = []
     logger.experiment.log_batch = lambda *a, **k: (logger.batches_sent.append(k), send(*a, **k))
     params = tiny_params(ModelParams(hidden_sizes=[16], ensemble_size=3, calibrate_sigma=True),
-                         TrainParams(max_epochs=15, patience=15, batch_size=64,
+                         TrainParams(max_epochs=15, patience=1.0, batch_size=64,
                                      lr_schedule="cosine"))
     result = fit(params, split(400, 1), split(200, 2), lr=0.01,
                  out_dir=tmp_path_factory.mktemp("train"), logger=logger)

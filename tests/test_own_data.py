@@ -212,7 +212,7 @@ def file_repo(tmp_path_factory):
 
 @pytest.mark.pipeline
 def test_multi_feature_file_end_to_end(file_repo):
-    train = pd.read_csv(file_repo / "data/prepared/train.csv")
+    train = pd.read_parquet(file_repo / "data/prepared/train.parquet")
     assert list(train.columns) == ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5",
                                    "s6", "progression"]
     metrics = json.loads((file_repo / "data/evaluate/metrics.json").read_text())
@@ -238,7 +238,8 @@ def test_multi_feature_file_end_to_end(file_repo):
 def test_bad_file_stops_generate_and_keeps_everything(file_repo):
     client = mlflow_client(file_repo)
     runs_before = {r.info.run_id for r in client.search_runs(["1"])}
-    prepared = {p.name: p.read_bytes() for p in (file_repo / "data/prepared").glob("*.csv")}
+    folder = file_repo / "data/prepared"
+    prepared = {p.name: p.read_bytes() for p in folder.glob("*.parquet")}
     source = file_repo / "examples/diabetes.csv"
     original = source.read_text()
     lines = original.splitlines()
@@ -251,7 +252,7 @@ def test_bad_file_stops_generate_and_keeps_everything(file_repo):
     assert result.returncode != 0
     assert "error: data file examples/diabetes.csv, column 'bmi'" in result.stderr
     assert "data row 5: 'heavy'" in result.stderr
-    assert {p.name: p.read_bytes() for p in (file_repo / "data/prepared").glob("*.csv")} == prepared
+    assert {p.name: p.read_bytes() for p in folder.glob("*.parquet")} == prepared
     assert {r.info.run_id for r in client.search_runs(["1"])} == runs_before
     assert stages_run(dvc("repro", cwd=file_repo).stdout) == []
 

@@ -41,7 +41,7 @@ def only_run(root):
 def test_every_output_exists_and_parses(root):
     data = root / "data"
     for name in ("train", "val", "test"):
-        assert len(pd.read_csv(data / "prepared" / f"{name}.csv")) > 0
+        assert len(pd.read_parquet(data / "prepared" / f"{name}.parquet")) > 0
     # Tuning is off by default: an empty result, and no study anywhere.
     assert yaml.safe_load((data / "tune/best.yaml").read_text()) == {"params": {}, "search": {}}
     assert not (root / "optuna.db").exists()
@@ -74,7 +74,7 @@ def test_every_output_exists_and_parses(root):
 
     predictions = pd.read_csv(data / "evaluate/predictions.csv")
     assert {"x", "y", "mu", "sigma", "lower_95", "upper_95"} <= set(predictions.columns)
-    assert len(predictions) == len(pd.read_csv(data / "prepared/test.csv"))
+    assert len(predictions) == len(pd.read_parquet(data / "prepared/test.parquet"))
     assert (predictions["sigma"] > 0).all()
     for plot in ("prediction_band", "learning_curves", "calibration", "pit_histogram",
                  "sigma_vs_input"):
@@ -156,7 +156,7 @@ def test_reruns_only_what_changed(root, clone):
 
     # tune reads the train section too (its trials start from it); when tuning is off it
     # only writes an empty result, and lr_find, which does not read train.patience, stays.
-    edit_params(clone, {"train": {"patience": 2}})
+    edit_params(clone, {"train": {"patience": 0.4}})
     assert stages_run(dvc("repro", cwd=clone).stdout) == ["tune", "train", "evaluate"]
     trained = only_run(clone)
     edit_params(clone, {"evaluate": {"interval_levels": [0.5, 0.9, 0.95]}})

@@ -39,7 +39,7 @@ GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
 
 
 def test_predict_command_matches_evaluate(pristine, tmp_path):
-    test_split = pd.read_csv(pristine / "data/prepared/test.csv")
+    test_split = pd.read_parquet(pristine / "data/prepared/test.parquet")
     inputs = test_split[["x"]].assign(row_id=range(len(test_split)))
     inputs.to_parquet(tmp_path / "inputs.parquet")
     result = run([sys.executable, "-m", "deepnormal.predict", str(tmp_path / "inputs.parquet"),
@@ -82,7 +82,7 @@ def test_ddp_on_two_cpu_processes_logs_one_run_from_rank_zero(clone):
     from deepnormal.trained import load_model
 
     model = load_model(clone / "data/train/model.ckpt")
-    val = read_split(clone / "data/prepared/val.csv")
+    val = read_split(clone / "data/prepared/val.parquet")
     assert model.sigma_scale != 1.0
     mu, sigma = model.predict(val.frame, calibrated=False).params
     assert gaussian_nll(val.target, mu, sigma) == pytest.approx(
@@ -104,7 +104,7 @@ def test_queued_sweep_on_two_workers_tracks_each_experiment_once(clone):
     # Queued experiments start from the last commit: commit the tiny params and dvc.lock.
     for cmd in (["add", "-A"], ["commit", "-q", "-m", "tiny pipeline"]):
         subprocess.run(GIT + cmd, cwd=clone, check=True, capture_output=True)
-    queued = dvc("exp", "run", "--queue", "-S", "train.patience=1,2", cwd=clone).stdout
+    queued = dvc("exp", "run", "--queue", "-S", "train.patience=0.2,0.3", cwd=clone).stdout
     queued += dvc("exp", "run", "--queue", "-S", "train.seed=7", cwd=clone).stdout
     names = [line.split("'")[1] for line in queued.splitlines() if line.startswith("Queued")]
     assert len(names) == 3, queued
@@ -130,7 +130,7 @@ def test_queued_sweep_on_two_workers_tracks_each_experiment_once(clone):
         assert len(MlflowClient(f"sqlite:///{clone / 'mlflow.db'}").get_metric_history(
             tracked.info.run_id, "val_nll")) == int(tracked.data.metrics["epochs_run"])
     patience = sorted(by_name[name][0].data.params["train.patience"] for name in names)
-    assert patience == ["1", "2", "3"]
+    assert patience == ["0.2", "0.3", "0.5"]
     # Artifacts land in the repository's folder, not in the queue's temporary copies.
     assert len(list((clone / "mlartifacts").rglob("model.ckpt"))) >= 3
 
@@ -203,7 +203,7 @@ def test_same_params_give_identical_data_and_metrics(pristine, tracked_on_server
     root = clone_of(pristine, tmp_path / "repo")
     dvc("repro", "--force", "-s", "generate", cwd=root)
     for name in ("train", "val", "test"):
-        path = f"data/prepared/{name}.csv"
+        path = f"data/prepared/{name}.parquet"
         assert (root / path).read_bytes() == (pristine / path).read_bytes()
 
 

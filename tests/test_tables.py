@@ -147,8 +147,7 @@ def test_a_table_with_text_yes_no_and_empty_cells_runs_end_to_end(shop_repo):
 
     (tracked,) = search_all(mlflow_client(root))
     assert tracked.data.params["model.distribution"] == "lognormal"
-    train = pd.read_csv(root / "data/prepared/train.csv", keep_default_na=False,
-                        na_values=[""])
+    train = pd.read_parquet(root / "data/prepared/train.parquet")
     assert tracked.data.metrics["filled_cells.size"] == train["size"].isna().sum()
     folder = root / "downloaded"
     folder.mkdir()

@@ -40,7 +40,7 @@ def raw_params(base: dict | None = None, **tune) -> dict:
     top, and these tune settings."""
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["model"]["hidden_sizes"] = [8]
-    raw["train"] |= {"max_epochs": 5, "patience": 5, "batch_size": 32}
+    raw["train"] |= {"max_epochs": 5, "patience": 1.0, "batch_size": 32}
     for section, values in (base or {}).items():
         raw[section] |= values
     raw["tune"] |= {"enabled": True} | tune
@@ -274,7 +274,7 @@ def start_tune(root, **env) -> subprocess.Popen:
 def test_an_interrupted_search_resumes_and_leaves_no_trial_running(tmp_path):
     root = copy_repo(tmp_path)
     # Trials long enough to interrupt one: 300 epochs each.
-    edit_params(root, TINY | {"train": {"max_epochs": 300, "patience": 300},
+    edit_params(root, TINY | {"train": {"max_epochs": 300, "patience": 1.0},
                               "tune": TUNE | {"trials": 50, "prune": False}})
     dvc("repro", "generate", cwd=root)
     process = start_tune(root)

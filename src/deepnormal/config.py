@@ -111,8 +111,11 @@ class ModelParams(_Section):
 class TrainParams(_Section):
     seed: int = Field(0, ge=0)
     batch_size: int = Field(256, ge=1)
+    max_steps_per_epoch: int = Field(32, ge=1)
+    max_batch_size: int = Field(4096, ge=1)
     max_epochs: int = Field(2000, ge=1)
-    patience: int = Field(200, ge=1)
+    max_steps: int = Field(16000, ge=1)
+    patience: float = Field(0.1, gt=0.0, le=1.0)
     min_delta: float = Field(0.0, ge=0.0)
     optimizer: Literal["adam", "adamw"] = "adam"
     weight_decay: float = Field(0.0, ge=0.0)

@@ -25,6 +25,9 @@ SPLITS = ("train", "val", "test")
 SYNTHETIC_COLUMNS = ("x", "y")
 MIN_SPLIT_ROWS = 5
 COLUMNS_FILE = "columns.json"  # beside the prepared splits: each feature's kind
+# Prepared splits are Parquet: typed columns, no text parsing, and at a million rows it
+# reads in a fraction of CSV's time.
+SPLIT_SUFFIX = ".parquet"
 NUMERIC, CATEGORICAL = "numeric", "categorical"
 # A text column whose non-empty cells are at least this share numbers is a numeric column
 # with typos, not a categorical one: an error rather than a silent vocabulary of numbers.
@@ -205,13 +208,7 @@ def load_table(path: Path | str) -> pd.DataFrame:
     """A user's CSV or Parquet file, by suffix."""
     path = Path(path)
     if path.suffix.lower() != ".csv":
-        if not path.is_file():
-            raise DeepnormalError(f"data file {path} does not exist")
-        try:
-            return pd.read_parquet(path)
-        except Exception as error:  # pyarrow raises many types for a damaged file
-            raise DeepnormalError(f"data file {path} is not a readable Parquet file: "
-                                  f"{str(error).splitlines()[0]}") from None
+        return _read_parquet(path)
     return _read_csv(path)
 
 
@@ -320,10 +317,15 @@ def prepare_table(frame: pd.DataFrame, features: list[str], target: str,
 
 # --- the prepared splits ------------------------------------------------------------------
 
+def split_path(directory: Path | str, name: str) -> Path:
+    """Where a prepared split lives: data/prepared/train.parquet."""
+    return Path(directory) / f"{name}{SPLIT_SUFFIX}"
+
+
 def write_split(frame: pd.DataFrame, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    # repr-precision floats: exact round trip, byte-identical for identical inputs.
-    frame.to_csv(path, index=False, lineterminator="\n")
+    # Exact floats; pyarrow writes no timestamp, so identical inputs give identical bytes.
+    frame.reset_index(drop=True).to_parquet(path, index=False)
 
 
 def write_columns(directory: Path, kinds: dict[str, str], target: str,
@@ -350,15 +352,12 @@ def read_split(path: Path | str, kinds: dict[str, str] | None = None) -> Split:
     path = Path(path)
     if kinds is None:
         kinds = read_columns(path.parent)
-    text_columns = [name for name, kind in (kinds or {}).items() if kind == CATEGORICAL]
-    frame = _read_csv(path, hint="; run the stage that writes it (`dvc repro`)",
-                      dtype=dict.fromkeys(text_columns, str), keep_default_na=False,
-                      na_values=[""])
+    frame = _read_parquet(path, hint="; run the stage that writes it (`dvc repro`)")
     if len(frame.columns) < 2:
         raise DeepnormalError(f"data file {path} must have feature columns and a target column "
                               f"(the last one); found {list(frame.columns)}")
     if frame.empty:
-        raise DeepnormalError(f"data file {path} has a header but no rows")
+        raise DeepnormalError(f"data file {path} has columns but no rows")
     names, target_name = [str(c) for c in frame.columns[:-1]], str(frame.columns[-1])
     if kinds is None:
         kinds = dict.fromkeys(names, NUMERIC)
@@ -376,17 +375,29 @@ def read_split(path: Path | str, kinds: dict[str, str] | None = None) -> Split:
             if text.any():
                 _text_error(path, name, frame[name], text, "")
             frame[name] = parsed
+        else:
+            frame[name] = frame[name].astype("str").where(frame[name].notna())
     return Split(frame=frame[names], target=target.to_numpy(dtype=np.float64), kinds=kinds,
                  target_name=target_name)
 
 
 def read_splits(directory: Path | str, names: tuple[str, ...] = SPLITS) -> dict[str, Split]:
     kinds = read_columns(Path(directory))
-    splits = {name: read_split(Path(directory) / f"{name}.csv", kinds) for name in names}
+    splits = {name: read_split(split_path(directory, name), kinds) for name in names}
     columns = {(split.feature_names, split.target_name) for split in splits.values()}
     if len(columns) > 1:
         raise DeepnormalError(f"the splits in {directory} disagree on their columns: {columns}")
     return splits
+
+
+def _read_parquet(path: Path, hint: str = "") -> pd.DataFrame:
+    if not path.is_file():
+        raise DeepnormalError(f"data file {path} does not exist{hint}")
+    try:
+        return pd.read_parquet(path)
+    except Exception as error:  # pyarrow raises many types for a damaged file
+        raise DeepnormalError(f"data file {path} is not a readable Parquet file: "
+                              f"{str(error).splitlines()[0]}") from None
 
 
 def _read_csv(path: Path, hint: str = "", **options) -> pd.DataFrame:

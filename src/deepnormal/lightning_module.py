@@ -60,8 +60,9 @@ class DeepNormalModule(pl.LightningModule):
         self.train_nll = MeanMetric(nan_strategy="disable")
 
     @classmethod
-    def from_params(cls, model: ModelParams, train: TrainParams, table: dict,
-                    lr: float) -> DeepNormalModule:
+    def from_params(cls, model: ModelParams, train: TrainParams, table: dict, lr: float,
+                    max_epochs: int) -> DeepNormalModule:
+        """`max_epochs` is the run's length (budget.Budget), where the cosine schedule ends."""
         return cls(
             table=table,
             hidden_sizes=list(model.hidden_sizes),
@@ -75,7 +76,7 @@ class DeepNormalModule(pl.LightningModule):
             optimizer=train.optimizer,
             weight_decay=train.weight_decay,
             lr_schedule=train.lr_schedule,
-            max_epochs=train.max_epochs,
+            max_epochs=max_epochs,
             loss=train.loss,
             beta=train.beta,
         )

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 DATA = Path("data")
-PREPARED = DATA / "prepared"          # generate: train.csv, val.csv, test.csv
+PREPARED = DATA / "prepared"          # generate: train.parquet, val.parquet, test.parquet
 TUNE = DATA / "tune"                  # tune: best.yaml, plots/
 LR_FIND = DATA / "lr_find"            # lr_find: lr.json, curve.csv, curve.png
 TRAIN = DATA / "train"                # train: model.ckpt, history.csv, summary.json

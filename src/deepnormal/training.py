@@ -18,6 +18,7 @@ from pytorch_lightning.tuner import Tuner
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
+from deepnormal.budget import Budget, batch_size, budget
 from deepnormal.config import Params
 from deepnormal.data import Split
 from deepnormal.errors import DeepnormalError
@@ -89,9 +90,11 @@ def range_test(params: Params, train: Split) -> tuple[np.ndarray, np.ndarray]:
     """
     pl.seed_everything(params.train.seed, verbose=False)
     encoder = fit_encoder(params, train)
+    # The finder replaces the lr schedule, so the run's length does not matter here.
     module = DeepNormalModule.from_params(params.model, params.train, encoder.to_dict(),
-                                          lr=params.lr_find.min_lr)
-    loader = member_batches(train, encoder, params.train.batch_size,
+                                          lr=params.lr_find.min_lr, max_epochs=1)
+    # The batch training will use: the lr suits it.
+    loader = member_batches(train, encoder, batch_size(len(train), params.train),
                             params.model.ensemble_size, seed=params.train.seed)
     steps = params.lr_find.num_steps
     with tempfile.TemporaryDirectory(prefix="deepnormal-lr-find-") as workdir:
@@ -175,6 +178,7 @@ class FitResult:
     device: str
     sigma_scale: float  # the best checkpoint's variance calibration factor (1: none)
     encoder: TableEncoder  # fitted on the training split, stored in the checkpoint
+    budget: Budget  # the batch, length and patience this table got
 
 
 def fit(params: Params, train: Split, val: Split, lr: float, out_dir: Path,
@@ -188,20 +192,24 @@ def fit(params: Params, train: Split, val: Split, lr: float, out_dir: Path,
     p = params.train
     pl.seed_everything(p.seed, verbose=False)
     encoder = fit_encoder(params, train)
-    module = DeepNormalModule.from_params(params.model, p, encoder.to_dict(), lr)
-    history = EpochHistory(p.max_epochs, print_every_s=5.0 if progress else None)
-    stopper = EarlyStopping(monitor="val_nll", mode="min", patience=p.patience,
+    plan = budget(len(train), p)
+    module = DeepNormalModule.from_params(params.model, p, encoder.to_dict(), lr,
+                                          max_epochs=plan.max_epochs)
+    history = EpochHistory(plan.max_epochs, print_every_s=5.0 if progress else None)
+    stopper = EarlyStopping(monitor="val_nll", mode="min", patience=plan.patience,
                             min_delta=p.min_delta, check_finite=True)
     checkpointer = ModelCheckpoint(dirpath=out_dir, filename="model", monitor="val_nll",
                                    mode="min", save_top_k=1, auto_insert_metric_name=False,
                                    enable_version_counter=False)
-    trainer = _trainer(params, max_epochs=p.max_epochs, default_root_dir=out_dir,
+    trainer = _trainer(params, max_epochs=plan.max_epochs, default_root_dir=out_dir,
                        gradient_clip_val=p.gradient_clip,
                        logger=[history] + ([logger] if logger is not None else []),
                        callbacks=[stopper, checkpointer, *callbacks])
     if progress and is_main_process():
-        print(f"training on {device_description(trainer)}", flush=True)
-    trainer.fit(module, datamodule=SplitData(train, val, encoder, p.batch_size,
+        print(f"training on {device_description(trainer)}: {len(train):,} rows, batch "
+              f"{plan.batch_size:,} ({plan.steps_per_epoch} steps an epoch), up to "
+              f"{plan.max_epochs} epochs, patience {plan.patience}", flush=True)
+    trainer.fit(module, datamodule=SplitData(train, val, encoder, plan.batch_size,
                                              params.model.ensemble_size, p.seed))
     rows = history.rows
     diverged = [r["epoch"] for r in rows if not math.isfinite(r["val_nll"])]
@@ -222,4 +230,5 @@ def fit(params: Params, train: Split, val: Split, lr: float, out_dir: Path,
         device=device_description(trainer),
         sigma_scale=load_model(checkpoint).sigma_scale,
         encoder=encoder,
+        budget=plan,
     )

@@ -1,0 +1,34 @@
+"""The training budget: the same params give every table size a sensible batch and length."""
+
+import pytest
+
+from deepnormal.budget import Budget, batch_size, budget
+from deepnormal.config import TrainParams
+
+DEFAULTS = TrainParams()
+
+
+@pytest.mark.parametrize("rows, expected", [
+    # The reference problem keeps exactly the epochs it had: 5 steps x 2000 = 10,000 steps.
+    (1_200, Budget(batch_size=256, steps_per_epoch=5, max_epochs=2000, patience=200)),
+    # Small tables end by epochs (and early stopping) whatever their size.
+    (190, Budget(256, 1, 2000, 200)),
+    (2_048, Budget(256, 8, 2000, 200)),
+    # From 8,192 rows the batch grows and the step budget binds: 500 epochs of 32 steps.
+    (30_000, Budget(938, 32, 500, 50)),
+    # Past max_batch_size x max_steps_per_epoch the batch stops growing.
+    (600_000, Budget(4096, 147, 108, 11)),
+])
+def test_default_budget_by_table_size(rows, expected):
+    assert budget(rows, DEFAULTS) == expected
+    assert expected.max_steps <= DEFAULTS.max_steps
+    assert expected.batch_size == batch_size(rows, DEFAULTS)
+
+
+def test_budget_edges():
+    # A batch_size above max_batch_size is honoured: the cap only limits growth.
+    assert batch_size(100_000, TrainParams(batch_size=8192)) == 8192
+    # A step budget shorter than one epoch still trains one epoch, and patience >= 1 epoch.
+    tiny = budget(10_000, TrainParams(max_steps=3, patience=0.01))
+    assert (tiny.max_epochs, tiny.patience) == (1, 1)
+    assert budget(1_200, TrainParams(patience=1.0)).patience == 2000
