@@ -1,7 +1,8 @@
 """Benchmark: time per epoch of the train stage's Lightning loop against a plain PyTorch loop.
 
     python benchmarks/loop_overhead.py [--batch-size 64] [--epochs 30] [--runs 15]
-                                       [--ensemble-size M] [--hidden-sizes 64 64]
+                                       [--train-rows 1200] [--ensemble-size M]
+                                       [--hidden-sizes 64 64]
 
 Both loops train the same network (default params.yaml model: the ensemble) on the same
 batches of the default synthetic training split (the same loader), for the same epochs, with
@@ -35,7 +36,7 @@ def default_params(batch_size: int, epochs: int, model: dict | None = None):
     params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
     params = params.model_copy(update={"model": params.model.model_copy(update=model or {})})
     train = params.train.model_copy(update={
-        "batch_size": batch_size, "max_epochs": epochs, "patience": 10 * epochs,
+        "batch_size": batch_size, "max_epochs": epochs, "max_steps": 10**9, "patience": 1.0,
         "lr_schedule": "constant"})
     compute = params.compute.model_copy(update={"accelerator": "cpu", "devices": 1})
     return params.model_copy(update={"train": train, "compute": compute})
@@ -94,6 +95,7 @@ def plain_epoch_seconds(params, train, val, lr: float) -> list[float]:
     timed like lightning_epoch_seconds."""
     import torch
 
+    from deepnormal.budget import batch_size
     from deepnormal.lightning_module import DeepNormalModule
     from deepnormal.loaders import member_batches, tensors
     from deepnormal.network import gaussian_nll_z, mixture_moments
@@ -101,9 +103,10 @@ def plain_epoch_seconds(params, train, val, lr: float) -> list[float]:
 
     torch.manual_seed(params.train.seed)
     encoder = fit_encoder(params, train)
-    net = DeepNormalModule.from_params(params.model, params.train, encoder.to_dict(), lr).net
+    net = DeepNormalModule.from_params(params.model, params.train, encoder.to_dict(), lr,
+                                       max_epochs=params.train.max_epochs).net
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
-    loader = member_batches(train, encoder, params.train.batch_size,
+    loader = member_batches(train, encoder, batch_size(len(train), params.train),
                             params.model.ensemble_size, seed=params.train.seed)
     val_x, val_codes, val_y, _ = tensors(val, encoder).tensors
     best = float("inf")
@@ -149,7 +152,7 @@ def compare(batch_size: int, epochs: int, runs: int, n_train: int = 1200,
         ratios.append(statistics.median(lightning_run) / statistics.median(plain_run))
     return {
         "batch_size": batch_size,
-        "steps": -(-n_train // batch_size),
+        "steps": -(-n_train // batch_size),  # at most max_batch_size: see budget.py
         "threads": torch.get_num_threads(),
         "lightning_ms": 1000 * statistics.median(lightning),
         "plain_ms": 1000 * statistics.median(plain),
@@ -164,12 +167,15 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--train-rows", type=int, default=1200,
+                        help="rows of the synthetic training split (the reference's: 1200)")
     parser.add_argument("--ensemble-size", type=int, help="instead of params.yaml's")
     parser.add_argument("--hidden-sizes", type=int, nargs="+", help="instead of params.yaml's")
     args = parser.parse_args()
     model = {key: value for key, value in (("ensemble_size", args.ensemble_size),
                                            ("hidden_sizes", args.hidden_sizes)) if value}
-    found = compare(args.batch_size, args.epochs, args.runs, model=model)
+    found = compare(args.batch_size, args.epochs, args.runs, n_train=args.train_rows,
+                    model=model)
     low, high = found["run_ratios"]
     print(f"batch {found['batch_size']} ({found['steps']} steps/epoch, "
           f"{found['threads']} threads): Lightning {found['lightning_ms']:.1f} ms/epoch, "

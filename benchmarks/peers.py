@@ -1,6 +1,6 @@
 """Benchmark: the tools practitioners use instead, on exactly the splits the generate stage writes.
 
-    pip install catboost ngboost     # not project dependencies (yet: see the side-by-side issue)
+    pip install -e '.[bench]'        # CatBoost and NGBoost (make test installs them too)
     python benchmarks/peers.py [--tables wage hitters carseats] [--splits 5]
 
 For each table of examples/ and each random split (generate.seed 0..splits-1, the fractions of

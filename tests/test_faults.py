@@ -120,9 +120,11 @@ def test_compute_settings_the_machine_lacks_stop_before_a_run_opens(clone):
 
 
 def _rewritten(path, column: str, value) -> None:
-    """The split with its first row's `column` set to `value` (as a user's edit might)."""
+    """The split with its first row's `column` set to `value` (as a user's edit might); a
+    text value makes the column a text column, as a Parquet column has one type."""
     frame = pd.read_parquet(path)
-    frame[column] = frame[column].astype(object)
+    if isinstance(value, str):
+        frame[column] = frame[column].astype(str)
     frame.loc[0, column] = value
     frame.to_parquet(path)
 
