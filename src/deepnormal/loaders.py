@@ -22,13 +22,25 @@ from deepnormal.data import Split
 from deepnormal.preprocessing import TableEncoder
 
 
-def tensors(split: Split, encoder: TableEncoder) -> TensorDataset:
+class RowTensors(TensorDataset):
+    """A TensorDataset indexed by a tensor of row indices of any shape ([M, B] per step):
+    each tensor's rows gathered with index_select on the flattened indices, which on a CPU
+    takes a fraction of the time of advanced indexing (t[index]): at batch 4096 the gather
+    was a fifth of a training step."""
+
+    def __getitem__(self, index: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        rows = index.reshape(-1)
+        return tuple(t.index_select(0, rows).view(*index.shape, *t.shape[1:])
+                     for t in self.tensors)
+
+
+def tensors(split: Split, encoder: TableEncoder) -> RowTensors:
     """(numeric inputs, category codes, standardised transformed target, NLL offset) per
     row. The offset turns a point's NLL in standardised units into the NLL of y in its own
     units: log(target std) plus the family's log-Jacobian (log y for the log-normal)."""
     encoded = encoder.encode(split.frame)
     offset = np.log(encoder.target["std"]) + encoder.family.log_jacobian(split.target)
-    return TensorDataset(torch.from_numpy(encoded.numeric),
+    return RowTensors(torch.from_numpy(encoded.numeric),
                          torch.from_numpy(encoded.codes),
                          torch.tensor(encoder.target_z(split.target), dtype=torch.float32),
                          torch.tensor(offset, dtype=torch.float32))
