@@ -11,7 +11,8 @@ Figures, each a median over --runs (stage and training runs over --train-runs):
   - no-op `dvc repro` against `dvc status`; an evaluate-only rerun against the cold total
   - the Lightning loop against a plain PyTorch loop at batch 64 (benchmarks/loop_overhead.py)
   - scaling: cold `dvc repro` wall time and peak memory on a synthetic 8-feature
-    heteroscedastic table of 1e3..1e6 rows (--sizes; one run at 1e6), its test NLL against
+    heteroscedastic table of 1e3..1e6 rows (--sizes; --runs tables drawn with data seeds
+    0, 1, ..., one at 1e6), its test NLL against
     the oracle's, CatBoost's fit time and NLL on the same splits (the `bench` extra), the
     growth exponent, and the largest table on the GPU when there is one
   - what MLflow tracking costs the train stage on defaults (tracking.enabled true vs false)
@@ -184,15 +185,16 @@ def cold_repro(root: Path) -> tuple[float, float]:
     return seconds, usage.ru_maxrss / 1024
 
 
-def scaling_run(n: int, root: Path, accelerator: str = "auto") -> dict:
-    """One cold pipeline on an n-row table, then CatBoost on the very same splits."""
+def scaling_run(n: int, root: Path, seed: int = 0, accelerator: str = "auto") -> dict:
+    """One cold pipeline on an n-row table drawn with `seed`, then CatBoost on the very same
+    splits."""
     import numpy as np
     from peers import catboost
     from scipy import stats
 
     from deepnormal.data import read_splits
 
-    heteroscedastic_table(n).to_parquet(root / "scaling.parquet")
+    heteroscedastic_table(n, seed).to_parquet(root / "scaling.parquet")
     edit_params(root, {"data": {"source": "file", "path": "scaling.parquet", "target": "y",
                                 "features": FEATURES},
                        "compute": {"accelerator": accelerator}})
@@ -223,8 +225,9 @@ def scaling_figures(sizes: list[int], runs: int, workdir: Path) -> None:
     medians = []
     for n in sizes:
         found = []
+        # Each run a fresh table (data seed = run): the NLLs are medians over tables too.
         for run in range(runs if n <= 100_000 else 1):  # a million rows: one run
-            found.append(scaling_run(n, copy_repo(workdir / f"scaling-{n}-{run}")))
+            found.append(scaling_run(n, copy_repo(workdir / f"scaling-{n}-{run}"), seed=run))
             print(f"    {n:.0e} rows, run {run + 1}: {json.dumps(found[-1])}", flush=True)
         median = {key: statistics.median(f[key] for f in found)
                   for key in ("seconds", "peak_mb", "nll", "oracle", "catboost_nll",
@@ -240,11 +243,12 @@ def scaling_figures(sizes: list[int], runs: int, workdir: Path) -> None:
                f"{len(found)} run(s); batch {plan['batch_size']:,}, "
                f"{plan['steps_per_epoch']} steps an epoch, epochs run "
                f"{'/'.join(str(f['epochs_run']) for f in found)} of {plan['max_epochs']}")
+        margins = ", ".join(f"{f['nll'] - f['catboost_nll']:+.4f}" for f in found)
         record(f"test NLL, {n:,} rows: model / CatBoost / oracle",
                f"{median['nll']:.4f} / {median['catboost_nll']:.4f} / {median['oracle']:.4f}",
                "model <= CatBoost + 0.01" if n >= 30_000 else "",
-               f"CatBoost RMSEWithUncertainty fit {median['catboost_seconds']:.1f} s "
-               "(early stopping on val)")
+               f"model - CatBoost per table: {margins}; CatBoost RMSEWithUncertainty fit "
+               f"{median['catboost_seconds']:.1f} s (early stopping on val)")
     large = [i for i, n in enumerate(sizes) if n >= 10_000]
     if len(large) >= 2:
         slope = np.polyfit(np.log([sizes[i] for i in large]),
@@ -255,7 +259,7 @@ def scaling_figures(sizes: list[int], runs: int, workdir: Path) -> None:
 
     if torch.cuda.is_available():
         n = sizes[-1]
-        found = scaling_run(n, copy_repo(workdir / "scaling-gpu"), accelerator="gpu")
+        found = scaling_run(n, copy_repo(workdir / "scaling-gpu"), seed=0, accelerator="gpu")
         record(f"cold `dvc repro`, {n:,} rows on {found['device']}",
                f"{found['seconds']:.0f} s, test NLL {found['nll']:.4f}")
 
