@@ -13,11 +13,12 @@ DEFAULTS = TrainParams()
     (1_200, Budget(batch_size=256, steps_per_epoch=5, max_epochs=2000, patience=200)),
     # Small tables end by epochs (and early stopping) whatever their size.
     (190, Budget(256, 1, 2000, 200)),
-    (2_048, Budget(256, 8, 2000, 200)),
-    # From 8,192 rows the batch grows and the step budget binds: 500 epochs of 32 steps.
-    (30_000, Budget(938, 32, 500, 50)),
+    (4_096, Budget(256, 16, 2000, 200)),
+    # Beyond 4,096 rows the step budget binds; from 8,192 the batch grows: 1000 epochs of 32.
+    (5_187, Budget(256, 21, 1523, 152)),
+    (30_000, Budget(938, 32, 1000, 100)),
     # Past max_batch_size x max_steps_per_epoch the batch stops growing.
-    (600_000, Budget(4096, 147, 108, 11)),
+    (600_000, Budget(4096, 147, 217, 22)),
 ])
 def test_default_budget_by_table_size(rows, expected):
     assert budget(rows, DEFAULTS) == expected
