@@ -23,14 +23,11 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality import SKEWED, TEXT_TABLES, params_with, splits_for, table_overrides
 
 from deepnormal.data import CATEGORICAL
 from deepnormal.preprocessing import MISSING_CATEGORY
@@ -43,18 +40,43 @@ def one_hot(splits: dict) -> dict[str, np.ndarray]:
     categorical = [c for c, kind in splits["train"].kinds.items() if kind == CATEGORICAL]
     numeric = [c for c in train.columns if c not in categorical]
     medians = train[numeric].median()
-    dummies = pd.get_dummies(train[categorical].fillna(MISSING_CATEGORY)).columns
+
+    def labels(frame: pd.DataFrame) -> pd.DataFrame:  # numeric codes too, as text
+        return frame[categorical].astype(object).fillna(MISSING_CATEGORY).astype(str)
+
+    dummies = pd.get_dummies(labels(train)).columns if categorical else []
     out = {}
     for name, split in splits.items():
         frame = split.frame
-        encoded = pd.get_dummies(frame[categorical].fillna(MISSING_CATEGORY)).reindex(
-            columns=dummies, fill_value=0)
-        out[name] = np.column_stack([frame[numeric].fillna(medians).to_numpy(float),
-                                     encoded.to_numpy(float)])
+        parts = [frame[numeric].fillna(medians).to_numpy(float)]
+        if categorical:
+            parts.append(pd.get_dummies(labels(frame)).reindex(
+                columns=dummies, fill_value=0).to_numpy(float))
+        out[name] = np.column_stack(parts)
     return out
 
 
-def ngboost(splits: dict, dist_name: str) -> tuple[float, float, float]:
+@dataclass(frozen=True)
+class PeerFit:
+    """A peer's test scores (per point, the target's units) and its fit time."""
+
+    nll: float
+    crps: float
+    coverage_95: float
+    seconds: float
+
+
+def scores(y: np.ndarray, loc: np.ndarray, scale: np.ndarray, family: str,
+           seconds: float) -> PeerFit:
+    """The scores evaluate gives the model, for a peer's predicted distributions."""
+    from deepnormal import metrics
+    from deepnormal.family import family as family_named
+
+    found = metrics.score(y, loc, scale, [0.95], family_named(family))
+    return PeerFit(found["nll"], found["crps"], found["picp_95"], seconds)
+
+
+def ngboost(splits: dict, dist_name: str = "normal") -> PeerFit:
     from ngboost import NGBRegressor
     from ngboost.distns import LogNormal, Normal
 
@@ -66,14 +88,14 @@ def ngboost(splits: dict, dist_name: str) -> tuple[float, float, float]:
     model.fit(x["train"], y["train"], X_val=x["val"], Y_val=y["val"],
               early_stopping_rounds=50)
     seconds = time.perf_counter() - start
-    dist = model.pred_dist(x["test"])
-    nll = -float(np.mean(dist.logpdf(y["test"])))
-    low, high = dist.ppf(0.025), dist.ppf(0.975)
-    coverage = float(np.mean((y["test"] >= low) & (y["test"] <= high)))
-    return nll, coverage, seconds
+    params = model.pred_dist(x["test"]).params
+    if dist_name == "normal":
+        return scores(y["test"], params["loc"], params["scale"], "normal", seconds)
+    # scipy's lognorm(s, scale=exp(mu)): log(y) ~ Normal(mu, s)
+    return scores(y["test"], np.log(params["scale"]), params["s"], "lognormal", seconds)
 
 
-def catboost(splits: dict) -> tuple[float, float, float]:
+def catboost(splits: dict) -> PeerFit:
     from catboost import CatBoostRegressor
 
     categorical = [c for c, kind in splits["train"].kinds.items() if kind == CATEGORICAL]
@@ -92,20 +114,22 @@ def catboost(splits: dict) -> tuple[float, float, float]:
               early_stopping_rounds=200)
     seconds = time.perf_counter() - start
     predicted = model.predict(frame(splits["test"]))  # columns: mean, variance
-    mu, sigma = predicted[:, 0], np.sqrt(predicted[:, 1])
-    y = splits["test"].target
-    nll = -float(np.mean(stats.norm.logpdf(y, mu, sigma)))
-    coverage = float(np.mean(np.abs(y - mu) <= 1.959964 * sigma))
-    return nll, coverage, seconds
+    return scores(splits["test"].target, predicted[:, 0], np.sqrt(predicted[:, 1]), "normal",
+                  seconds)
+
+
+PEERS = {"NGBoost": ngboost, "CatBoost": catboost}  # the side-by-side's peers, Normal both
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tables", nargs="+", choices=list(TEXT_TABLES),
-                        default=list(TEXT_TABLES))
+    parser.add_argument("--tables", nargs="+", default=["wage", "hitters", "carseats"])
     parser.add_argument("--splits", type=int, default=5)
     args = parser.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from quality import SKEWED, TEXT_TABLES, params_with, splits_for, table_overrides
+
     print(f"python benchmarks/peers.py {' '.join(sys.argv[1:])}; {time.strftime('%Y-%m-%d')}")
     for table in args.tables:
         peers = {"NGBoost Normal": lambda s: ngboost(s, "normal"), "CatBoost": catboost}
@@ -120,11 +144,11 @@ def main() -> None:
                 found[name].append(fit(splits))
         print(f"\n{table}: {args.splits} splits")
         for name, rows in found.items():
-            nll = [r[0] for r in rows]
+            nll = [r.nll for r in rows]
             sd = statistics.stdev(nll) if len(nll) > 1 else 0.0
             print(f"  {name:18s} test NLL {statistics.mean(nll):.3f} (splits sd {sd:.3f})  "
-                  f"cov95 {statistics.mean(r[1] for r in rows):.3f}  "
-                  f"fit {statistics.mean(r[2] for r in rows):.1f} s", flush=True)
+                  f"cov95 {statistics.mean(r.coverage_95 for r in rows):.3f}  "
+                  f"fit {statistics.mean(r.seconds for r in rows):.1f} s", flush=True)
 
 
 if __name__ == "__main__":

@@ -205,9 +205,9 @@ def scaling_run(n: int, root: Path, seed: int = 0, accelerator: str = "auto") ->
     test = splits["test"]
     mu, sigma = true_distribution(test.frame[FEATURES].to_numpy())
     oracle = -float(np.mean(stats.norm.logpdf(test.target, mu, sigma)))
-    peer_nll, _, peer_seconds = catboost(splits)
+    peer = catboost(splits)
     return {"seconds": seconds, "peak_mb": peak, "nll": metrics["test"]["model"]["nll"],
-            "oracle": oracle, "catboost_nll": peer_nll, "catboost_seconds": peer_seconds,
+            "oracle": oracle, "catboost_nll": peer.nll, "catboost_seconds": peer.seconds,
             "train_rows": len(splits["train"]), "budget": summary["budget"],
             "epochs_run": summary["epochs_run"], "device": summary["device"]}
 

@@ -98,7 +98,8 @@ def main() -> None:
 
 
 def report(result) -> None:
-    print(f"best epoch {result.best_epoch} of {result.epochs_run}: "
+    members = ", ".join(map(str, result.member_epochs))
+    print(f"best epoch {result.best_epoch} of {result.epochs_run} (members' own: {members}): "
           f"val_nll {result.best_val_nll:.4f}, sigma scale {result.sigma_scale:.3f}; "
           f"checkpoint {paths.CHECKPOINT}")
 
@@ -137,6 +138,7 @@ def write_outputs(out, run_id, choice, result) -> None:
         "lr_rule": choice.rule,
         "best_epoch": result.best_epoch,
         "best_val_nll": result.best_val_nll,
+        "member_best_epochs": result.member_epochs,
         "epochs_run": result.epochs_run,
         "stopped_early": result.stopped_early,
         "budget": result.budget.as_dict(),

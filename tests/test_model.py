@@ -12,6 +12,7 @@ from deepnormal import metrics
 from deepnormal.config import ModelParams, Params, TrainParams
 from deepnormal.data import NUMERIC, Split
 from deepnormal.errors import DeepnormalError
+from deepnormal.lightning_module import KeptMembers
 from deepnormal.loaders import MemberBatches
 from deepnormal.network import DeepNormalNet, calibration_factor, mixture_moments
 from deepnormal.preprocessing import TableEncoder
@@ -188,14 +189,50 @@ def test_the_mlflow_logger_holds_every_epoch_in_a_few_batches(trained, store):
     trained, batches_sent = trained
     client, run_id = store
     assert client.get_run(run_id).info.status == "FINISHED"  # Lightning finalized it
-    for key in ("train_nll", "val_nll", "lr"):
+    for key in ("train_nll", "val_nll", "val_nll_kept", "lr"):
         logged = sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
         assert [m.step for m in logged] == [row["epoch"] for row in trained.history], key
         np.testing.assert_allclose([m.value for m in logged],
                                    [row[key] for row in trained.history], rtol=1e-6)
-    # train_nll, val_nll and lr of every epoch (two log_metrics calls an epoch), sent to the
-    # store once, when Lightning finalized the logger (the fit is far shorter than 10 s).
-    assert [len(sent["metrics"]) for sent in batches_sent] == [3 * len(trained.history)]
+    # train_nll, val_nll, val_nll_kept and lr of every epoch (two log_metrics calls an
+    # epoch), sent to the store once, when Lightning finalized the logger (the fit is far
+    # shorter than 10 s).
+    assert [len(sent["metrics"]) for sent in batches_sent] == [4 * len(trained.history)]
+
+
+def test_the_checkpoint_holds_each_members_best_weights(trained):
+    trained, _ = trained
+    val = split(200, 2)  # the fit's validation split
+    model = load_model(trained.checkpoint)
+    # The kept ensemble, as the checkpoint holds it, scores the recorded validation NLL.
+    loc, scale = model.predict(val.frame, calibrated=False).params
+    assert metrics.gaussian_nll(val.target, loc, scale) == pytest.approx(
+        trained.best_val_nll, abs=1e-4)
+    assert trained.history[trained.best_epoch]["val_nll_kept"] == trained.best_val_nll
+    assert len(trained.member_epochs) == 3
+    assert max(trained.member_epochs) <= trained.best_epoch
+    # The kept curve only falls (min_delta 0) and never trails today's weights' best.
+    kept = [row["val_nll_kept"] for row in trained.history]
+    running_best = np.minimum.accumulate([row["val_nll"] for row in trained.history])
+    assert all(k <= best + 1e-4 for k, best in zip(kept, running_best, strict=True))
+
+
+def test_kept_members_take_only_the_members_that_improved():
+    net = DeepNormalNet(identity_table(1), [4], "silu", 1e-4, ensemble_size=2)
+    kept = KeptMembers(net)
+    mu, sigma = torch.zeros(2, 3), torch.ones(2, 3)
+    kept.update(net, 0, mu, sigma, torch.tensor([1.0, 2.0]))
+    first = {name: value.clone() for name, value in net.named_parameters()}
+    with torch.no_grad():
+        for value in net.parameters():
+            value.add_(1.0)
+    kept.update(net, 1, mu + 1, sigma, torch.tensor([0.5, float("nan")]))
+    assert kept.epochs == [1, 0]
+    torch.testing.assert_close(kept.nll, torch.tensor([0.5, 2.0]))
+    torch.testing.assert_close(kept.mu_z, torch.stack([torch.ones(3), torch.zeros(3)]))
+    for name, value in net.named_parameters():
+        torch.testing.assert_close(kept.weights[name][0], value.detach()[0])  # improved
+        torch.testing.assert_close(kept.weights[name][1], first[name][1])  # NaN: kept
 
 
 def test_checkpoint_reload_predicts_identically_under_weights_only(trained):

@@ -52,10 +52,12 @@ def test_every_output_exists_and_parses(root):
     assert not list(root.rglob(".lr_find_*.ckpt"))
     assert not (root / "lightning_logs").exists()
     history = pd.read_csv(data / "train/history.csv")
-    assert list(history.columns) == ["epoch", "train_nll", "val_nll", "lr"]
+    assert list(history.columns) == ["epoch", "train_nll", "val_nll", "val_nll_kept", "lr"]
     assert 1 <= len(history) <= TINY["train"]["max_epochs"]
     summary = json.loads((data / "train/summary.json").read_text())
-    assert summary["best_epoch"] == int(history["val_nll"].idxmin())
+    assert summary["best_epoch"] == int(history["val_nll_kept"].idxmin())
+    # Each member's kept weights come from an epoch up to the checkpoint's.
+    assert all(0 <= epoch <= summary["best_epoch"] for epoch in summary["member_best_epochs"])
 
     metrics = json.loads((data / "evaluate/metrics.json").read_text())
     test = metrics["test"]

@@ -1,15 +1,23 @@
 """Lightning wrapper around DeepNormalNet: loss, optimiser, lr schedule, calibration and
-per-epoch logging.
+per-epoch logging, and each ensemble member's own best epoch.
 
 Lightning's automatic optimisation: one step per batch (a mini-batch for every ensemble
 member); the Trainer clips gradients (`gradient_clip_val`) and steps the lr schedule. Per
 epoch the module logs `train_nll` (the members' mean), `val_nll` (the ensemble's predictive
-Gaussian on the validation split), both in original units, nats per point, and `lr`, and
-`step` = the epoch, so that every logger (MLflow, the in-memory history) indexes the curves
-by epoch. With calibrate_sigma, each validation pass also fits the variance calibration
-factor (network.calibration_factor) on the validation split, so every checkpoint carries
-the factor that fits its own weights. The table encoder's plain values (`table`) are a
-hyperparameter, so the checkpoint carries the preprocessing with the weights.
+Gaussian on the validation split, today's weights), `val_nll_kept` (the same for the kept
+ensemble, below), all in original units, nats per point, and `lr`, and `step` = the epoch,
+so that every logger (MLflow, the in-memory history) indexes the curves by epoch.
+
+Each member keeps its own best epoch: the batched network trains as one, but after every
+validation pass each member whose own validation NLL improved has its weights copied into
+the kept ensemble (`KeptMembers`). Early stopping and the checkpoint follow the kept
+ensemble's NLL, so training stops when every member has stalled, and a checkpoint holds the
+kept weights (`on_save_checkpoint`). Members' best epochs differ by hundreds of epochs on
+small tables; one shared stopping epoch left most of them over- or under-fitted.
+With calibrate_sigma, each validation pass also fits the variance calibration factor
+(network.calibration_factor) of the kept ensemble on the validation split, so every
+checkpoint carries the factor that fits its own weights. The table encoder's plain values
+(`table`) are a hyperparameter, so the checkpoint carries the preprocessing with the weights.
 """
 
 from __future__ import annotations
@@ -26,6 +34,42 @@ from deepnormal.network import DeepNormalNet, calibration_factor, gaussian_nll_z
 
 DIVERGENCE_ADVICE = ("the learning rate is too high: set lr_find.fixed_lr lower or lower "
                      "lr_find.upper_bound")
+# The checkpoint entry listing each member's kept epoch.
+MEMBER_EPOCHS_KEY = "member_best_epochs"
+
+
+class KeptMembers:
+    """Each ensemble member's best weights so far, by its own validation NLL, and their
+    validation predictions (so the kept ensemble is scored without a second forward pass).
+
+    Every parameter of the network is stacked along the member dimension (dim 0), so a
+    member's weights are one slice of each tensor."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        self.weights = {name: value.detach().clone() for name, value in net.named_parameters()}
+        members = net.ensemble_size
+        self.nll = torch.full((members,), math.inf)
+        self.epochs = [0] * members
+        self.mu_z: torch.Tensor | None = None
+        self.sigma_z: torch.Tensor | None = None
+
+    def update(self, net: torch.nn.Module, epoch: int, mu_z: torch.Tensor,
+               sigma_z: torch.Tensor, member_nll: torch.Tensor) -> None:
+        """Keep the members whose validation NLL ([M]) fell below their best (NaN never does)."""
+        member_nll = member_nll.detach()
+        self.nll = self.nll.to(member_nll.device)
+        improved = member_nll < self.nll
+        if self.mu_z is None:
+            self.mu_z, self.sigma_z = mu_z.detach().clone(), sigma_z.detach().clone()
+        if not bool(improved.any()):
+            return
+        self.nll = torch.where(improved, member_nll, self.nll)
+        self.mu_z[improved] = mu_z.detach()[improved]
+        self.sigma_z[improved] = sigma_z.detach()[improved]
+        for name, value in net.named_parameters():
+            self.weights[name][improved] = value.detach()[improved]
+        for member in torch.nonzero(improved).flatten().tolist():
+            self.epochs[member] = epoch
 
 
 class DeepNormalModule(pl.LightningModule):
@@ -58,6 +102,7 @@ class DeepNormalModule(pl.LightningModule):
         # epoch: a per-step self.log costs about a third of a step for this small network.
         # NaNs must propagate (the default drops them), so that divergence is seen.
         self.train_nll = MeanMetric(nan_strategy="disable")
+        self.kept: KeptMembers | None = None  # from the first validation pass on
 
     @classmethod
     def from_params(cls, model: ModelParams, train: TrainParams, table: dict, lr: float,
@@ -112,14 +157,30 @@ class DeepNormalModule(pl.LightningModule):
                       sync_dist=True)
 
     def validation_step(self, batch, batch_idx):
-        # The whole split is one batch, on every rank, so all ranks agree on val_nll.
+        # The whole split is one batch, on every rank, so all ranks agree on val_nll (and on
+        # which members improved: they hold the same weights).
         numeric, codes, y_z, offset = batch
-        mu_z, sigma_z = mixture_moments(*self.net.members(numeric, codes))
-        nll = gaussian_nll_z(y_z, mu_z, sigma_z) + offset
-        self.log("val_nll", nll.mean(), batch_size=len(nll), sync_dist=True)
+        mu_z, sigma_z = self.net.members(numeric, codes)
+        if self.kept is None:
+            self.kept = KeptMembers(self.net)
+        self.kept.update(self.net, self.current_epoch, mu_z, sigma_z,
+                         (gaussian_nll_z(y_z, mu_z, sigma_z) + offset).mean(dim=1))
+        now = gaussian_nll_z(y_z, *mixture_moments(mu_z, sigma_z)) + offset
+        kept_mu, kept_sigma = mixture_moments(self.kept.mu_z, self.kept.sigma_z)
+        kept = gaussian_nll_z(y_z, kept_mu, kept_sigma) + offset
+        self.log_dict({"val_nll": now.mean(), "val_nll_kept": kept.mean()},
+                      batch_size=len(now), sync_dist=True)
         self.log("step", float(self.current_epoch))
         if self.hparams.calibrate_sigma:
-            self.net.sigma_scale.fill_(calibration_factor(y_z, mu_z, sigma_z))
+            self.net.sigma_scale.fill_(calibration_factor(y_z, kept_mu, kept_sigma))
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # A checkpoint holds the kept ensemble, not today's weights (the LR finder's
+        # temporary checkpoint comes before any validation: nothing is kept yet).
+        if self.kept is not None:
+            for name, value in self.kept.weights.items():
+                checkpoint["state_dict"][f"net.{name}"] = value.clone()
+            checkpoint[MEMBER_EPOCHS_KEY] = list(self.kept.epochs)
 
     def configure_optimizers(self):
         hp = self.hparams

@@ -6,6 +6,8 @@ so plots stay legible and fast on large test sets.
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 
 import matplotlib
@@ -56,6 +58,9 @@ def learning_curves(history: list[dict], best_epoch: int, stopped_early: bool,
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(epochs, [row["train_nll"] for row in history], label="train NLL")
     ax.plot(epochs, [row["val_nll"] for row in history], label="validation NLL")
+    # Each member keeps its own best weights: the kept ensemble's curve only falls.
+    ax.plot(epochs, [row.get("val_nll_kept", math.nan) for row in history],
+            label="validation NLL, kept weights")
     ax.axvline(best_epoch, color="tab:red", linestyle="--",
                label=f"best epoch {best_epoch} (checkpoint)")
     if stopped_early:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import Logger
 from pytorch_lightning.tuner import Tuner
@@ -22,7 +23,7 @@ from deepnormal.budget import Budget, batch_size, budget
 from deepnormal.config import Params
 from deepnormal.data import Split
 from deepnormal.errors import DeepnormalError
-from deepnormal.lightning_module import DIVERGENCE_ADVICE, DeepNormalModule
+from deepnormal.lightning_module import DIVERGENCE_ADVICE, MEMBER_EPOCHS_KEY, DeepNormalModule
 from deepnormal.loaders import SplitData, member_batches
 from deepnormal.lr_rule import LrChoice, choose_lr, fixed_choice
 from deepnormal.preprocessing import TableEncoder
@@ -42,6 +43,10 @@ for message in (
     ".*LeafSpec.*is deprecated.*",
 ):
     warnings.filterwarnings("ignore", message=message)
+
+
+# What early stopping and the checkpoint follow: the kept ensemble's validation NLL.
+MONITOR = "val_nll_kept"
 
 
 def is_main_process() -> bool:
@@ -125,7 +130,7 @@ def find_lr(params: Params, train: Split) -> tuple[np.ndarray, np.ndarray, LrCho
 
 class EpochHistory(Logger):
     """An in-memory Lightning logger: one row per epoch of what the module logs (train_nll,
-    val_nll, lr; the module logs step = epoch), for history.csv; it prints a progress line
+    val_nll, val_nll_kept, lr; the module logs step = epoch), for history.csv; it prints a progress line
     for the first epoch and then every `print_every_s` seconds (None: never)."""
 
     def __init__(self, max_epochs: int, print_every_s: float | None = 5.0) -> None:
@@ -154,25 +159,25 @@ class EpochHistory(Logger):
     @rank_zero_only
     def log_metrics(self, metrics, step=None) -> None:
         row = self._rows.setdefault(int(step), {"train_nll": math.nan, "val_nll": math.nan,
-                                                 "lr": math.nan})
+                                                 "val_nll_kept": math.nan, "lr": math.nan})
         row.update({key: float(value) for key, value in metrics.items() if key in row})
         # Training metrics arrive last in an epoch (after validation's).
         if self.print_every_s is None or "train_nll" not in metrics:
             return
         if time.monotonic() - self._last_print >= self.print_every_s:
             self._last_print = time.monotonic()
-            best = min(r["val_nll"] for r in self._rows.values())
             print(f"epoch {step + 1:>4}/{self.max_epochs}  train_nll {row['train_nll']:.4f}  "
-                  f"val_nll {row['val_nll']:.4f}  best {best:.4f}  lr {row['lr']:.3g}",
-                  flush=True)
+                  f"val_nll {row['val_nll']:.4f}  kept {row['val_nll_kept']:.4f}  "
+                  f"lr {row['lr']:.3g}", flush=True)
 
 
 @dataclass(frozen=True)
 class FitResult:
     checkpoint: Path
     history: list[dict]
-    best_epoch: int
-    best_val_nll: float
+    best_epoch: int  # the epoch whose kept ensemble the checkpoint holds
+    best_val_nll: float  # its validation NLL
+    member_epochs: list[int]  # the epoch each member's kept weights come from
     epochs_run: int
     stopped_early: bool
     device: str
@@ -184,7 +189,8 @@ class FitResult:
 def fit(params: Params, train: Split, val: Split, lr: float, out_dir: Path,
         logger: Logger | None = None, progress: bool = True,
         callbacks: list[pl.Callback] = ()) -> FitResult:
-    """Train with early stopping on validation NLL; keep the best epoch's checkpoint.
+    """Train with early stopping on the kept ensemble's validation NLL (each member keeps
+    its own best epoch: lightning_module.KeptMembers); checkpoint the best kept ensemble.
 
     `logger` (e.g. MLflow's) receives the per-epoch curves beside the in-memory history;
     `progress` prints the device and a line every few seconds; `callbacks` join the
@@ -196,9 +202,9 @@ def fit(params: Params, train: Split, val: Split, lr: float, out_dir: Path,
     module = DeepNormalModule.from_params(params.model, p, encoder.to_dict(), lr,
                                           max_epochs=plan.max_epochs)
     history = EpochHistory(plan.max_epochs, print_every_s=5.0 if progress else None)
-    stopper = EarlyStopping(monitor="val_nll", mode="min", patience=plan.patience,
+    stopper = EarlyStopping(monitor=MONITOR, mode="min", patience=plan.patience,
                             min_delta=p.min_delta, check_finite=True)
-    checkpointer = ModelCheckpoint(dirpath=out_dir, filename="model", monitor="val_nll",
+    checkpointer = ModelCheckpoint(dirpath=out_dir, filename="model", monitor=MONITOR,
                                    mode="min", save_top_k=1, auto_insert_metric_name=False,
                                    enable_version_counter=False)
     trainer = _trainer(params, max_epochs=plan.max_epochs, default_root_dir=out_dir,
@@ -218,13 +224,15 @@ def fit(params: Params, train: Split, val: Split, lr: float, out_dir: Path,
             f"the validation NLL became non-finite at epoch {diverged[0]} (lr {lr:.3g}); "
             f"{DIVERGENCE_ADVICE}"
         )
-    best = min(range(len(rows)), key=lambda i: rows[i]["val_nll"])
+    best = min(range(len(rows)), key=lambda i: rows[i][MONITOR])
     checkpoint = Path(checkpointer.best_model_path)
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
     return FitResult(
         checkpoint=checkpoint,
         history=rows,
         best_epoch=rows[best]["epoch"],
-        best_val_nll=rows[best]["val_nll"],
+        best_val_nll=rows[best][MONITOR],
+        member_epochs=saved[MEMBER_EPOCHS_KEY],
         epochs_run=len(rows),
         stopped_early=stopper.stopped_epoch > 0,
         device=device_description(trainer),

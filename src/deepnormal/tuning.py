@@ -37,7 +37,7 @@ from deepnormal.config import TUNABLE, Params, SearchRange, search_space
 from deepnormal.data import Split
 from deepnormal.errors import SEARCH_INTERRUPTED, DeepnormalError, first_line
 from deepnormal.trained import load_model
-from deepnormal.training import find_lr, fit
+from deepnormal.training import MONITOR, find_lr, fit
 
 STORE_FILE = "optuna.db"
 # Trial attributes also shown as tags of the trial's MLflow run.
@@ -140,7 +140,7 @@ class PruneOnValNll(pl.Callback):
         self.best = math.inf
 
     def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        self.best = min(self.best, float(trainer.callback_metrics["val_nll"]))
+        self.best = min(self.best, float(trainer.callback_metrics[MONITOR]))
         if not math.isfinite(self.best):
             return  # divergence: fit() raises with its own message
         self.trial.report(self.best, trainer.current_epoch)
