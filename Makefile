@@ -18,10 +18,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-# The tests and benchmarks also need the peers (CatBoost, NGBoost): the `bench` extra.
-dev: $(VENV)/.installed-bench
-$(VENV)/.installed-bench: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+# The tests and benchmarks also need the peers (CatBoost, NGBoost): the `peers` extra.
+dev: $(VENV)/.installed-peers
+$(VENV)/.installed-peers: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[test,peers]'
 	touch $@
 
 pipeline: setup

@@ -1,6 +1,8 @@
 """Benchmark: the tools practitioners use instead, on exactly the splits the generate stage writes.
+The fits are the package's own (src/deepnormal/peers.py, what `evaluate.peers` adds to a run);
+quality.py --only peers sets them beside the model on every benchmark table.
 
-    pip install -e '.[bench]'        # CatBoost and NGBoost (make test installs them too)
+    pip install -e '.[peers]'        # CatBoost and NGBoost (make test installs them too)
     python benchmarks/peers.py [--tables wage hitters carseats] [--splits 5]
 
 For each table of examples/ and each random split (generate.seed 0..splits-1, the fractions of
@@ -26,34 +28,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
-from deepnormal.data import CATEGORICAL
-from deepnormal.preprocessing import MISSING_CATEGORY
-
-
-def one_hot(splits: dict) -> dict[str, np.ndarray]:
-    """Numbers (training median for empty cells) and one-hot categories, columns fitted on
-    train."""
-    train = splits["train"].frame
-    categorical = [c for c, kind in splits["train"].kinds.items() if kind == CATEGORICAL]
-    numeric = [c for c in train.columns if c not in categorical]
-    medians = train[numeric].median()
-
-    def labels(frame: pd.DataFrame) -> pd.DataFrame:  # numeric codes too, as text
-        return frame[categorical].astype(object).fillna(MISSING_CATEGORY).astype(str)
-
-    dummies = pd.get_dummies(labels(train)).columns if categorical else []
-    out = {}
-    for name, split in splits.items():
-        frame = split.frame
-        parts = [frame[numeric].fillna(medians).to_numpy(float)]
-        if categorical:
-            parts.append(pd.get_dummies(labels(frame)).reindex(
-                columns=dummies, fill_value=0).to_numpy(float))
-        out[name] = np.column_stack(parts)
-    return out
+from deepnormal.peers import fit_catboost, fit_ngboost
 
 
 @dataclass(frozen=True)
@@ -66,56 +41,28 @@ class PeerFit:
     seconds: float
 
 
-def scores(y: np.ndarray, loc: np.ndarray, scale: np.ndarray, family: str,
-           seconds: float) -> PeerFit:
-    """The scores evaluate gives the model, for a peer's predicted distributions."""
+def scored(fitted, splits: dict, distribution: str) -> PeerFit:
+    """The scores evaluate gives the model, for a fitted peer's test predictions."""
     from deepnormal import metrics
-    from deepnormal.family import family as family_named
+    from deepnormal.family import family
 
-    found = metrics.score(y, loc, scale, [0.95], family_named(family))
-    return PeerFit(found["nll"], found["crps"], found["picp_95"], seconds)
+    test = splits["test"]
+    found = metrics.score(test.target, *fitted.predict(test.frame), [0.95],
+                          family(distribution))
+    return PeerFit(found["nll"], found["crps"], found["picp_95"], fitted.seconds)
 
 
-def ngboost(splits: dict, dist_name: str = "normal") -> PeerFit:
-    from ngboost import NGBRegressor
-    from ngboost.distns import LogNormal, Normal
+def ngboost(splits: dict, distribution: str = "normal") -> PeerFit:
+    """NGBoost Normal; with distribution lognormal, Normal on log(y), which is NGBoost's
+    LogNormal (the same parameters, gradients and natural gradients)."""
+    from deepnormal.family import family
 
-    x = one_hot(splits)
-    y = {name: split.target for name, split in splits.items()}
-    start = time.perf_counter()
-    model = NGBRegressor(Dist={"normal": Normal, "lognormal": LogNormal}[dist_name],
-                         verbose=False, random_state=0)
-    model.fit(x["train"], y["train"], X_val=x["val"], Y_val=y["val"],
-              early_stopping_rounds=50)
-    seconds = time.perf_counter() - start
-    params = model.pred_dist(x["test"]).params
-    if dist_name == "normal":
-        return scores(y["test"], params["loc"], params["scale"], "normal", seconds)
-    # scipy's lognorm(s, scale=exp(mu)): log(y) ~ Normal(mu, s)
-    return scores(y["test"], np.log(params["scale"]), params["s"], "lognormal", seconds)
+    return scored(fit_ngboost(splits["train"], splits["val"], family(distribution)), splits,
+                  distribution)
 
 
 def catboost(splits: dict) -> PeerFit:
-    from catboost import CatBoostRegressor
-
-    categorical = [c for c, kind in splits["train"].kinds.items() if kind == CATEGORICAL]
-
-    def frame(split):
-        table = split.frame.copy()
-        for column in categorical:
-            table[column] = table[column].fillna(MISSING_CATEGORY).astype(str)
-        return table
-
-    start = time.perf_counter()
-    model = CatBoostRegressor(loss_function="RMSEWithUncertainty", iterations=3000,
-                              random_seed=0, verbose=False, allow_writing_files=False)
-    model.fit(frame(splits["train"]), splits["train"].target, cat_features=categorical,
-              eval_set=(frame(splits["val"]), splits["val"].target),
-              early_stopping_rounds=200)
-    seconds = time.perf_counter() - start
-    predicted = model.predict(frame(splits["test"]))  # columns: mean, variance
-    return scores(splits["test"].target, predicted[:, 0], np.sqrt(predicted[:, 1]), "normal",
-                  seconds)
+    return scored(fit_catboost(splits["train"], splits["val"]), splits, "normal")
 
 
 PEERS = {"NGBoost": ngboost, "CatBoost": catboost}  # the side-by-side's peers, Normal both
@@ -128,7 +75,7 @@ def main() -> None:
     parser.add_argument("--splits", type=int, default=5)
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from quality import SKEWED, TEXT_TABLES, params_with, splits_for, table_overrides
+    from quality import SKEWED, params_with, splits_for, table_overrides
 
     print(f"python benchmarks/peers.py {' '.join(sys.argv[1:])}; {time.strftime('%Y-%m-%d')}")
     for table in args.tables:

@@ -13,7 +13,7 @@ Figures, each a median over --runs (stage and training runs over --train-runs):
   - scaling: cold `dvc repro` wall time and peak memory on a synthetic 8-feature
     heteroscedastic table of 1e3..1e6 rows (--sizes; --runs tables drawn with data seeds
     0, 1, ..., one at 1e6), its test NLL against
-    the oracle's, CatBoost's fit time and NLL on the same splits (the `bench` extra), the
+    the oracle's, CatBoost's fit time and NLL on the same splits (the `peers` extra), the
     growth exponent, and the largest table on the GPU when there is one
   - what MLflow tracking costs the train stage on defaults (tracking.enabled true vs false)
   - the device training ran on
@@ -219,7 +219,7 @@ def scaling_figures(sizes: list[int], runs: int, workdir: Path) -> None:
     try:
         import catboost  # noqa: F401
     except ImportError:
-        raise SystemExit("--only scaling needs CatBoost: pip install -e '.[bench]'") from None
+        raise SystemExit("--only scaling needs CatBoost: pip install -e '.[peers]'") from None
     print("scaling: cold dvc repro on a synthetic 8-feature table, CatBoost beside it",
           flush=True)
     medians = []

@@ -74,6 +74,7 @@ HELD_OUT_TABLES = {
     "college": ("examples/college.csv", "Apps"),
     "bikeshare": ("examples/bikeshare.csv", "bikers"),
 }
+LARGE = ("bikeshare",)
 CATEGORICAL_NUMBERS = {"auto": ["origin"]}  # numeric codes that name categories
 ALL_TABLES = TABLES | TEXT_TABLES | HELD_OUT_TABLES
 TARGETS = {
@@ -108,6 +109,7 @@ class Fit:
     # (the first is the descent from the initialisation).
     swing: float
     oracle_nll: float | None = None
+    family: str = "normal"
 
     @property
     def gap(self) -> float:
@@ -138,6 +140,7 @@ def splits_for(params: Params, workdir: Path) -> dict:
         write_columns,
         write_split,
     )
+    from deepnormal.family_choice import AUTO, choose_for_prepared
 
     g, d = params.generate, params.data
     if d.source == "synthetic":
@@ -152,11 +155,14 @@ def splits_for(params: Params, workdir: Path) -> dict:
         parts, report = prepare_table(
             load_table(REPO / d.path), d.features, d.target, None, d.path,
             (g.val_fraction, g.test_fraction, g.seed), categorical=d.categorical,
-            missing=d.missing, family=family(params.model.distribution))
+            missing=d.missing, family=family("normal" if params.model.distribution == AUTO
+                                             else params.model.distribution))
         kinds = report.kinds
     for name, part in parts.items():
         write_split(part, split_path(workdir, name))
-    write_columns(workdir, kinds, d.target if d.source == "file" else SYNTHETIC_COLUMNS[1])
+    choice = choose_for_prepared(params.model.distribution, workdir, parts, kinds)
+    write_columns(workdir, kinds, d.target if d.source == "file" else SYNTHETIC_COLUMNS[1],
+                  family=choice.as_dict())
     return read_splits(workdir)
 
 
@@ -182,9 +188,11 @@ def run_pipeline(problem: str, overrides: dict[str, object], extra: dict[str, ob
     swing = max((abs(b - a) for a, b in zip(curve[1:], curve[2:], strict=False)), default=0.0)
     return Fit(problem, params.generate.seed, params.train.seed, params.model.ensemble_size,
                choice.lr, result.epochs_run, seconds, result.sigma_scale, test["model"]["nll"],
-               test["model"]["crps"], uncalibrated["nll"], test["model"]["mixture_nll"], test["model"]["picp_95"],
+               test["model"]["crps"], uncalibrated["nll"], test["model"]["mixture_nll"],
+               test["model"]["picp_95"],
                test["linear"]["nll"], test["linear"]["picp_95"], swing,
-               test["oracle"]["nll"] if "oracle" in test else None)
+               test["oracle"]["nll"] if "oracle" in test else None,
+               report["family"])
 
 
 def table_overrides(name: str, numeric_only: bool = False) -> dict[str, object]:
@@ -324,13 +332,14 @@ def as_they_come(quick: bool, extra: dict) -> dict:
     splits, train_seeds = ([0, 1], [0]) if quick else ([0, 1, 2, 3, 4], [0, 1, 2])
     found = {}
     for name in TEXT_TABLES:
-        arms = {"all columns": table_overrides(name),
-                "numeric columns only": table_overrides(name, numeric_only=True)}
+        normal = {"model.distribution": "normal"}
+        arms = {"all columns": table_overrides(name) | normal,
+                "numeric columns only": table_overrides(name, numeric_only=True) | normal}
         if name in SKEWED:
             arms["all columns, lognormal"] = table_overrides(name) | {
                 "model.distribution": "lognormal"}
         if name == "wage":  # one-hot (the default here) against learned embeddings
-            arms["all columns, 2-d embeddings"] = table_overrides(name) | {
+            arms["all columns, 2-d embeddings"] = table_overrides(name) | normal | {
                 "model.embedding_dim": 2}
         fits = {arm: [run_pipeline(name, overrides | {"generate.seed": s, "train.seed": t},
                                    extra)
@@ -381,13 +390,16 @@ def model_arm(fits: list[Fit]) -> Arm:
 
 def side_by_side(quick: bool, extra: dict, names: list[str]) -> dict:
     """Each table, five splits: the default ensemble and a single network (train seeds 0-2
-    each) beside NGBoost and CatBoost (fitted once a split: both are deterministic given the
-    split) and the homoscedastic line, on the very same splits."""
+    each; 0 alone on the large table) beside NGBoost and CatBoost (fitted once a split: both
+    are deterministic given the split) and the homoscedastic line, on the very same
+    splits."""
     from peers import PEERS
 
-    splits, train_seeds = ([0, 1], [0]) if quick else ([0, 1, 2, 3, 4], [0, 1, 2])
+    splits, all_seeds = ([0, 1], [0]) if quick else ([0, 1, 2, 3, 4], [0, 1, 2])
     found = {}
     for name in names:
+        # A fit on the largest table takes minutes: one train seed there.
+        train_seeds = all_seeds[:1] if name in LARGE else all_seeds
         arms: dict[str, Arm] = {}
         for seed in splits:
             base = table_overrides(name) | {"generate.seed": seed}
@@ -417,6 +429,8 @@ def side_by_side(quick: bool, extra: dict, names: list[str]) -> dict:
         rows = data["train"].frame.shape[0] + data["val"].frame.shape[0] + \
             data["test"].frame.shape[0]
         kind = "defaults chosen on it" if name in CHOSEN_ON else "held out: only reported"
+        families = sorted({f.family for f in fits})  # the last split's model fits
+        kind += f"; family {'/'.join(families)}"
         catboost_seconds = statistics.mean(arms["CatBoost"].seconds)
         print_rows(f"{name} ({ALL_TABLES[name][0]}, {rows:,} rows; {kind}): {len(splits)} "
                    f"splits, models x train seeds {', '.join(map(str, train_seeds))}",

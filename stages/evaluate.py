@@ -4,7 +4,8 @@ Reads params `evaluate`, `generate` and data.source (the oracle exists only for 
 data); the splits; data/train/model.ckpt (loaded weights-only), history.csv, summary.json.
 Writes data/evaluate/:
   metrics.json     one section per split and predictor (model; model_uncalibrated, without
-                   the variance calibration; linear baseline; oracle), `calibration`
+                   the variance calibration; linear baseline; the peers evaluate.peers
+                   names, catboost and ngboost; oracle), `calibration`
                    (the sigma scale, the ensemble size) and `family`; the model's section
                    counts the cells filled and the categories unseen in training
                    (unknown_categories); every score in the target's own units; the DVC
@@ -72,6 +73,9 @@ def main() -> None:
     if test["model"]["unknown_categories"]:
         print(f"{test['model']['unknown_categories']} test cell(s) held a category not seen "
               "in training (or too rare there), predicted as 'unknown'")
+    verdict = evaluation.peer_verdict(test)
+    if verdict:
+        print(verdict)
     if warning:
         print(f"warning: {warning}")
 

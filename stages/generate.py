@@ -1,11 +1,12 @@
 """Stage `generate`: produce the train / val / test splits.
 
 Reads params sections `data` and `generate`, model.distribution (a log-normal target must be
-positive), and, with data.source: file, the file at data.path (CSV or Parquet).
+positive; auto chooses the family here, src/deepnormal/family_choice.py), and, with
+data.source: file, the file at data.path (CSV or Parquet).
 Writes data/prepared/{train,val,test}.parquet (the feature columns, then the target as the
 last column; numbers as floats, categories as text, empty cells null) and
-data/prepared/columns.json (each feature's kind, what was dropped and how many cells are
-empty), and prints the same.
+data/prepared/columns.json (each feature's kind, the target's family and why, what was
+dropped and how many cells are empty), and prints the same.
 - data.source: synthetic samples the reference process of the `generate` section.
 - data.source: file checks the file first and writes nothing if anything is wrong: it exists
   and parses, the named columns exist, the target holds numbers (and, for the log-normal,
@@ -37,6 +38,7 @@ from deepnormal.data import (
 )
 from deepnormal.errors import DeepnormalError, run_stage
 from deepnormal.family import family
+from deepnormal.family_choice import AUTO, choose_for_prepared
 from deepnormal.outputs import staged
 
 
@@ -46,8 +48,9 @@ def main() -> None:
     params = load_params()
     g, d = params.generate, params.data
     report = None
+    distribution = params.model.distribution
     if d.source == "synthetic":
-        if params.model.distribution != "normal":
+        if distribution == "lognormal":
             raise DeepnormalError(f"model.distribution: {params.model.distribution} needs a "
                                   "positive target; the synthetic data's is not (use normal)")
         x, y = synthetic.sample(g)
@@ -60,7 +63,7 @@ def main() -> None:
         parts, report = prepare_table(
             load_table(d.path), d.features, d.target, d.split_column, d.path,
             (g.val_fraction, g.test_fraction, g.seed), categorical=d.categorical,
-            missing=d.missing, family=family(params.model.distribution))
+            missing=d.missing, family=family("normal" if distribution == AUTO else distribution))
         kinds, target = report.kinds, d.target
         for line in report.lines():
             print(line)
@@ -68,7 +71,10 @@ def main() -> None:
         for name, part in parts.items():
             write_split(part, split_path(out, name))
             print(f"{name}: {len(part):,} rows -> {split_path(paths.PREPARED, name)}")
-        write_columns(out, kinds, target, report.as_dict() if report else None)
+        choice = choose_for_prepared(distribution, out, parts, kinds)
+        write_columns(out, kinds, target, report.as_dict() if report else None,
+                      choice.as_dict())
+        print(f"target family: {choice.name} ({choice.why})")
 
 
 if __name__ == "__main__":

@@ -5,10 +5,12 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from deepnormal.data import load_table, prepare_table
 from deepnormal.errors import DeepnormalError
 from tests.conftest import (
+    REPO,
     TINY,
     copy_repo,
     dvc,
@@ -255,6 +257,52 @@ def test_bad_file_stops_generate_and_keeps_everything(file_repo):
     assert {p.name: p.read_bytes() for p in folder.glob("*.parquet")} == prepared
     assert {r.info.run_id for r in client.search_runs(["1"])} == runs_before
     assert stages_run(dvc("repro", cwd=file_repo).stdout) == []
+
+
+@pytest.mark.pipeline
+def test_peers_scored_beside_the_model_rerun_evaluate_alone(file_repo):
+    """evaluate.peers: CatBoost and NGBoost fitted on the run's own train/val split, scored
+    on its test split beside the model, in every output a user reads."""
+    edit_params(file_repo, {"evaluate": {"peers": ["catboost", "ngboost"]}})
+    try:
+        result = dvc("repro", cwd=file_repo)
+        assert stages_run(result.stdout) == ["evaluate"]
+        assert "the model against the best peer (" in result.stdout
+        test = json.loads((file_repo / "data/evaluate/metrics.json").read_text())["test"]
+        assert set(test) == {"model", "model_uncalibrated", "linear", "catboost", "ngboost"}
+        for peer in ("catboost", "ngboost"):
+            # Real fits: better than the homoscedastic line's NLL, sane coverage.
+            assert test[peer]["nll"] < test["linear"]["nll"] + 0.2, peer
+            assert 0.7 < test[peer]["picp_95"] <= 1.0, peer
+        summary = (file_repo / "data/evaluate/summary.md").read_text()
+        assert "| catboost |" in summary and "the model against the best peer" in summary
+        calibration = pd.read_csv(file_repo / "data/evaluate/calibration.csv")
+        assert {"catboost", "ngboost"} <= set(calibration.columns)
+        (run,) = search_all(mlflow_client(file_repo))
+        assert run.data.metrics["test_catboost_nll"] == pytest.approx(test["catboost"]["nll"])
+    finally:
+        edit_params(file_repo, {"evaluate": {"peers": []}})
+
+
+def test_a_peer_that_is_not_installed_is_refused_before_any_work(monkeypatch):
+    import importlib.util
+
+    from deepnormal.config import parse_params
+
+    found = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "catboost" else found(name, *a))
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["evaluate"]["peers"] = ["catboost"]
+    with pytest.raises(DeepnormalError, match=r"evaluate.*peers lists catboost, not installed "
+                                              r"here: pip install 'deepnormal\[peers\]'"):
+        parse_params(raw)
+    raw["evaluate"]["peers"] = ["ngboost", "ngboost"]
+    with pytest.raises(DeepnormalError, match="peers lists a peer twice"):
+        parse_params(raw)
+    raw["evaluate"]["peers"] = ["xgboost"]
+    with pytest.raises(DeepnormalError, match="peers"):
+        parse_params(raw)
 
 
 @pytest.mark.pipeline

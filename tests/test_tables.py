@@ -19,6 +19,7 @@ from deepnormal.data import CATEGORICAL, NUMERIC, Split
 from deepnormal.errors import DeepnormalError
 from deepnormal.preprocessing import MISSING_CATEGORY, TableEncoder
 from tests.conftest import (
+    REPO,
     TINY,
     copy_repo,
     dvc,
@@ -296,3 +297,40 @@ def test_bad_tables_stop_generate_with_one_line_and_keep_its_outputs(tmp_path, c
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(message), result.stderr
     assert {p.name: p.read_bytes() for p in (root / "data/prepared").iterdir()} == before
+
+
+def documented_examples() -> dict[str, dict]:
+    """examples/README.md: each table's `Params:` line (backquoted `key: value` items)."""
+    import re
+
+    import yaml
+
+    text = (REPO / "examples/README.md").read_text()
+    found = {}
+    for entry in re.split(r"\n\n", text):
+        name = re.match(r"`(\w+)\.csv`", entry)
+        params = re.search(r"Params: (.*)", entry, re.S)
+        if name and params:
+            items = re.findall(r"`([^`]+)`", params.group(1))
+            found[name.group(1)] = {k: v for item in items
+                                    for k, v in yaml.safe_load(item).items()}
+    return found
+
+
+def test_every_example_table_prepares_with_its_documented_params():
+    from deepnormal.data import load_table, prepare_table
+
+    documented = documented_examples()
+    shipped = sorted(path.stem for path in (REPO / "examples").glob("*.csv"))
+    assert sorted(documented) == shipped
+    for name, params in documented.items():
+        path = f"examples/{name}.csv"
+        table = load_table(REPO / path)
+        parts, report = prepare_table(table, params["features"], params["target"], None, path,
+                                      (0.15, 0.25, 0), categorical=params.get("categorical", []))
+        # Every column but the target is a feature (the README says which were dropped).
+        assert sorted(params["features"] + [params["target"]]) == sorted(table.columns), name
+        assert sum(len(part) for part in parts.values()) == len(table) - \
+            report.target_rows_dropped, name
+        categorical = {c for c, kind in report.kinds.items() if kind == CATEGORICAL}
+        assert set(params.get("categorical", [])) <= categorical, name

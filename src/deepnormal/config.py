@@ -95,8 +95,9 @@ class ModelParams(_Section):
     standardize: bool = True
     ensemble_size: int = Field(5, ge=1, le=64)
     calibrate_sigma: bool = False
-    # normal: y ~ N(mu, sigma^2); lognormal: log y ~ N(mu, sigma^2), for a positive target.
-    distribution: Literal["normal", "lognormal"] = "normal"
+    # normal: y ~ N(mu, sigma^2); lognormal: log y ~ N(mu, sigma^2), for a positive target;
+    # auto: the generate stage picks one for the table (family_choice.py).
+    distribution: Literal["normal", "lognormal", "auto"] = "auto"
     # A categorical column with at most this many categories is one-hot encoded; a larger
     # one gets a learned embedding of this many dimensions.
     embedding_dim: int = Field(8, ge=1, le=256)
@@ -168,12 +169,22 @@ class LrFindParams(_Section):
 class EvaluateParams(_Section):
     interval_levels: list[float] = Field([0.5, 0.8, 0.95], min_length=1)
     plot_max_points: int = Field(5000, ge=100)
+    # Peer baselines fitted and scored beside the model (deepnormal.peers; the peers extra).
+    peers: list[Literal["catboost", "ngboost"]] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _check(self) -> EvaluateParams:
         if any(not 0.0 < level < 1.0 for level in self.interval_levels):
             raise ValueError(f"interval_levels must lie strictly between 0 and 1 "
                              f"(got {self.interval_levels})")
+        if len(set(self.peers)) != len(self.peers):
+            raise ValueError(f"peers lists a peer twice (got {self.peers})")
+        import importlib.util
+
+        missing = [name for name in self.peers if importlib.util.find_spec(name) is None]
+        if missing:  # found out here, not after the training
+            raise ValueError(f"peers lists {', '.join(missing)}, not installed here: "
+                             "pip install 'deepnormal[peers]' (or set peers: [])")
         return self
 
 

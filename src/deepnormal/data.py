@@ -12,7 +12,7 @@ data (vocabularies, fill values, standardisation) is fitted on the training spli
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +45,9 @@ class Split:
     target: np.ndarray
     kinds: dict[str, str]  # feature -> "numeric" | "categorical"
     target_name: str = SYNTHETIC_COLUMNS[-1]
+    # The target's family as the generate stage chose it (model.distribution, or what auto
+    # picked: family_choice.py), from columns.json.
+    family: str = "normal"
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -329,18 +332,33 @@ def write_split(frame: pd.DataFrame, path: Path) -> None:
 
 
 def write_columns(directory: Path, kinds: dict[str, str], target: str,
-                  report: dict | None = None) -> None:
-    """columns.json: each feature's kind (read back by `read_splits`) and the target."""
-    content = {"target": target, "kinds": kinds} | ({"prepare": report} if report else {})
+                  report: dict | None = None, family: dict | None = None) -> None:
+    """columns.json: each feature's kind and the target's family ({name, why}), read back by
+    `read_splits`, and the target."""
+    content = ({"target": target, "kinds": kinds} | ({"family": family} if family else {})
+               | ({"prepare": report} if report else {}))
     (Path(directory) / COLUMNS_FILE).write_text(json.dumps(content, indent=2) + "\n")
 
 
 def read_columns(directory: Path) -> dict[str, str] | None:
+    content = _columns_file(directory)
+    return None if content is None else dict(content["kinds"])
+
+
+def read_family(directory: Path) -> str:
+    """The target's family the generate stage chose ("normal" when it wrote none)."""
+    content = _columns_file(directory)
+    return "normal" if content is None else content.get("family", {"name": "normal"})["name"]
+
+
+def _columns_file(directory: Path) -> dict | None:
     path = Path(directory) / COLUMNS_FILE
     if not path.is_file():
         return None
     try:
-        return dict(json.loads(path.read_text())["kinds"])
+        content = json.loads(path.read_text())
+        dict(content["kinds"])
+        return content
     except (ValueError, KeyError, TypeError):
         raise DeepnormalError(f"{path} is damaged; rerun the generate stage "
                               "(`dvc repro --force -s generate`)") from None
@@ -382,8 +400,9 @@ def read_split(path: Path | str, kinds: dict[str, str] | None = None) -> Split:
 
 
 def read_splits(directory: Path | str, names: tuple[str, ...] = SPLITS) -> dict[str, Split]:
-    kinds = read_columns(Path(directory))
-    splits = {name: read_split(split_path(directory, name), kinds) for name in names}
+    kinds, family = read_columns(Path(directory)), read_family(Path(directory))
+    splits = {name: replace(read_split(split_path(directory, name), kinds), family=family)
+              for name in names}
     columns = {(split.feature_names, split.target_name) for split in splits.values()}
     if len(columns) > 1:
         raise DeepnormalError(f"the splits in {directory} disagree on their columns: {columns}")

@@ -12,6 +12,7 @@ from deepnormal import metrics, plots, synthetic
 from deepnormal.baselines import LinearGaussian
 from deepnormal.config import Params
 from deepnormal.data import CATEGORICAL, Split
+from deepnormal.peers import PEERS, fit_peer
 from deepnormal.predict import with_intervals
 from deepnormal.preprocessing import Encoded
 from deepnormal.trained import TrainedModel
@@ -24,11 +25,13 @@ Predictions = dict[str, tuple[np.ndarray, np.ndarray]]  # predictor name -> (loc
 SCORED_SPLITS = ("test", "val")
 
 
-def predictors(model: TrainedModel, train: Split, params: Params,
+def predictors(model: TrainedModel, splits: dict[str, Split], params: Params,
                synthetic_data: bool) -> dict[str, Predictor]:
     """The model; without its variance calibration when it has one; the homoscedastic
     linear baseline (least squares on the encoded inputs, fitted to the transformed target);
-    and, for synthetic data, the oracle."""
+    the peers evaluate.peers names (fitted on train, early-stopped on val); and, for
+    synthetic data, the oracle."""
+    train = splits["train"]
     design = model.encoder.design
     linear = LinearGaussian.fit(design(model.encode(train.frame)),
                                 model.family.transform(train.target))
@@ -37,6 +40,9 @@ def predictors(model: TrainedModel, train: Split, params: Params,
         found["model_uncalibrated"] = (
             lambda frame, encoded: model.predict_encoded(encoded, calibrated=False).params)
     found["linear"] = lambda frame, encoded: linear.predict(design(encoded))
+    for name in params.evaluate.peers:
+        peer = fit_peer(name, train, splits["val"], model.family)
+        found[name] = lambda frame, encoded, peer=peer: peer.predict(frame)
     if synthetic_data:
         g = params.generate
 
@@ -79,7 +85,7 @@ def evaluate(model: TrainedModel, splits: dict[str, Split], params: Params,
              levels: list[float]) -> tuple[dict, dict[str, Predictions]]:
     """Score the model and its baselines on the test and validation splits: (the report
     written to metrics.json, the predictions per split for tables and plots)."""
-    found = predictors(model, splits["train"], params, params.data.source == "synthetic")
+    found = predictors(model, splits, params, params.data.source == "synthetic")
     report, predicted = {}, {}
     for name in SCORED_SPLITS:
         encoded = model.encode(splits[name].frame)
@@ -213,4 +219,21 @@ def summary_markdown(report: dict, train_summary: dict, warning: str | None = No
             )
     if "nll_gap" in test:
         lines += ["", f"NLL gap to the oracle: **{test['nll_gap']:.4f} nats**"]
+    verdict = peer_verdict(test)
+    if verdict:
+        lines += ["", verdict]
     return "\n".join(lines) + "\n"
+
+
+def peer_verdict(test: dict) -> str | None:
+    """Is the network worth it on this table? The model's test NLL against the best peer's
+    (None when no peer was scored)."""
+    scored = [name for name in PEERS if name in test]
+    if not scored:
+        return None
+    best = min(scored, key=lambda name: test[name]["nll"])
+    difference = test["model"]["nll"] - test[best]["nll"]
+    side = "better" if difference < 0 else "worse"
+    return (f"the model against the best peer ({best}): {difference:+.4f} nats of test NLL "
+            f"per point (the model is {side}; one split: compare over several seeds before "
+            f"deciding)")

@@ -7,7 +7,6 @@ so plots stay legible and fast on large test sets.
 from __future__ import annotations
 
 import math
-
 from pathlib import Path
 
 import matplotlib

@@ -23,6 +23,7 @@ from deepnormal.budget import Budget, batch_size, budget
 from deepnormal.config import Params
 from deepnormal.data import Split
 from deepnormal.errors import DeepnormalError
+from deepnormal.family_choice import AUTO
 from deepnormal.lightning_module import DIVERGENCE_ADVICE, MEMBER_EPOCHS_KEY, DeepNormalModule
 from deepnormal.loaders import SplitData, member_batches
 from deepnormal.lr_rule import LrChoice, choose_lr, fixed_choice
@@ -83,7 +84,9 @@ def device_description(trainer: pl.Trainer) -> str:
 
 def fit_encoder(params: Params, train: Split) -> TableEncoder:
     """The table encoder for these params, fitted on the training split."""
-    return TableEncoder.fit(train, family=params.model.distribution,
+    # auto: the family the generate stage chose for this table (family_choice.py).
+    distribution = params.model.distribution
+    return TableEncoder.fit(train, family=train.family if distribution == AUTO else distribution,
                             standardize=params.model.standardize,
                             min_category_rows=params.data.min_category_rows)
 
@@ -130,8 +133,8 @@ def find_lr(params: Params, train: Split) -> tuple[np.ndarray, np.ndarray, LrCho
 
 class EpochHistory(Logger):
     """An in-memory Lightning logger: one row per epoch of what the module logs (train_nll,
-    val_nll, val_nll_kept, lr; the module logs step = epoch), for history.csv; it prints a progress line
-    for the first epoch and then every `print_every_s` seconds (None: never)."""
+    val_nll, val_nll_kept, lr; the module logs step = epoch), for history.csv; it prints a
+    progress line for the first epoch and then every `print_every_s` seconds (None: never)."""
 
     def __init__(self, max_epochs: int, print_every_s: float | None = 5.0) -> None:
         super().__init__()

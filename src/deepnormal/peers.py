@@ -1,0 +1,125 @@
+"""The tools practitioners use instead, as baselines: CatBoost (`RMSEWithUncertainty`) and
+NGBoost (`Dist=Normal`), fitted on the training split with early stopping on the validation
+split, predicting a Normal (loc, scale) of the family's transformed target (log y for the
+log-normal family), so evaluate scores them exactly as it scores the model.
+
+Optional: the `peers` extra (`pip install 'deepnormal[peers]'`) installs both; evaluate fits
+those that `evaluate.peers` names, and says how to install a missing one.
+CatBoost takes the categorical columns as they are (`cat_features`, an empty cell the
+"(missing)" category) and empty numeric cells as they are; NGBoost takes numbers (empty cells
+the training median) and one-hot categories, the columns fitted on the training split.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from deepnormal.data import CATEGORICAL, Split
+from deepnormal.errors import DeepnormalError
+from deepnormal.family import family as family_named
+from deepnormal.preprocessing import MISSING_CATEGORY
+
+PEERS = ("catboost", "ngboost")
+CATBOOST_ITERATIONS, CATBOOST_PATIENCE = 3000, 200
+NGBOOST_PATIENCE = 50
+
+
+@dataclass(frozen=True)
+class FittedPeer:
+    """A fitted peer: frame -> Normal (loc, scale) of the transformed target."""
+
+    name: str
+    predict: Callable[[pd.DataFrame], tuple[np.ndarray, np.ndarray]]
+    seconds: float  # the fit's wall time
+
+
+def categorical_columns(split: Split) -> list[str]:
+    return [c for c, kind in split.kinds.items() if kind == CATEGORICAL]
+
+
+def as_labels(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Category cells as text (numeric codes too), an empty cell the "(missing)" category."""
+    return frame[columns].astype(object).fillna(MISSING_CATEGORY).astype(str)
+
+
+def one_hot_encoder(train: Split) -> Callable[[pd.DataFrame], np.ndarray]:
+    """Numbers (the training median for empty cells) and one-hot categories, the columns
+    fitted on the training split (a category not seen there: all zeros)."""
+    categorical = categorical_columns(train)
+    numeric = [c for c in train.frame.columns if c not in categorical]
+    medians = train.frame[numeric].median()
+    columns = pd.get_dummies(as_labels(train.frame, categorical)).columns if categorical else []
+
+    def encode(frame: pd.DataFrame) -> np.ndarray:
+        parts = [frame[numeric].fillna(medians).to_numpy(float)]
+        if categorical:
+            parts.append(pd.get_dummies(as_labels(frame, categorical))
+                         .reindex(columns=columns, fill_value=0).to_numpy(float))
+        return np.column_stack(parts)
+
+    return encode
+
+
+def _require(name: str, module: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise DeepnormalError(
+            f"evaluate.peers lists '{name}', but the {name} package is not installed: "
+            "pip install 'deepnormal[peers]' (or drop it from evaluate.peers)") from None
+
+
+def fit_catboost(train: Split, val: Split, family=None, seed: int = 0) -> FittedPeer:
+    catboost = _require("catboost", "catboost")
+    family = family or family_named("normal")
+    categorical = categorical_columns(train)
+
+    def frame(data: pd.DataFrame) -> pd.DataFrame:
+        return data.assign(**as_labels(data, categorical))
+
+    start = time.perf_counter()
+    model = catboost.CatBoostRegressor(
+        loss_function="RMSEWithUncertainty", iterations=CATBOOST_ITERATIONS, random_seed=seed,
+        verbose=False, allow_writing_files=False)
+    model.fit(frame(train.frame), family.transform(train.target), cat_features=categorical,
+              eval_set=(frame(val.frame), family.transform(val.target)),
+              early_stopping_rounds=CATBOOST_PATIENCE)
+    seconds = time.perf_counter() - start
+
+    def predict(data: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        predicted = model.predict(frame(data))  # columns: mean, variance
+        return predicted[:, 0], np.sqrt(predicted[:, 1])
+
+    return FittedPeer("catboost", predict, seconds)
+
+
+def fit_ngboost(train: Split, val: Split, family=None, seed: int = 0) -> FittedPeer:
+    ngboost = _require("ngboost", "ngboost")
+    family = family or family_named("normal")
+    encode = one_hot_encoder(train)
+    start = time.perf_counter()
+    model = ngboost.NGBRegressor(Dist=ngboost.distns.Normal, verbose=False, random_state=seed)
+    model.fit(encode(train.frame), family.transform(train.target),
+              X_val=encode(val.frame), Y_val=family.transform(val.target),
+              early_stopping_rounds=NGBOOST_PATIENCE)
+    seconds = time.perf_counter() - start
+
+    def predict(data: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        params = model.pred_dist(encode(data)).params
+        return params["loc"], params["scale"]
+
+    return FittedPeer("ngboost", predict, seconds)
+
+
+FITS = {"catboost": fit_catboost, "ngboost": fit_ngboost}
+
+
+def fit_peer(name: str, train: Split, val: Split, family=None) -> FittedPeer:
+    return FITS[name](train, val, family)
