@@ -3,19 +3,22 @@ The fits are the package's own (src/deepnormal/peers.py, what `evaluate.peers` a
 quality.py --only peers sets them beside the model on every benchmark table.
 
     pip install -e '.[peers]'        # CatBoost and NGBoost (make test installs them too)
-    python benchmarks/peers.py [--tables wage hitters carseats] [--splits 5]
+    python benchmarks/peers.py [--tables wage hitters ...] [--splits 5]
 
-For each table of examples/ and each random split (generate.seed 0..splits-1, the fractions of
-params.yaml), the splits come from the generate stage's own code (benchmarks/quality.py's
-splits_for), and two peers are fitted on train with early stopping on val:
+For each benchmark table (quality.py's nine) and each random split (generate.seed
+0..splits-1, the fractions of params.yaml), the splits come from the generate stage's own code
+(benchmarks/quality.py's splits_for), and two peers are fitted on train with early stopping on
+val:
 - NGBoost (`NGBRegressor(Dist=Normal)`, defaults, early_stopping_rounds=50), categorical
   columns one-hot (an empty cell its own column), empty numeric cells the training median;
-  on the skewed tables also `Dist=LogNormal`;
+  on positive targets also `Dist=LogNormal` (a Normal on log y: the same model);
 - CatBoost (`loss_function="RMSEWithUncertainty"`, 3000 iterations, early stopping 200),
   categorical columns as cat_features (an empty cell the category "(missing)"), empty numeric
-  cells as they are (CatBoost handles them).
+  cells as they are (CatBoost handles them); on positive targets also on log(y), a
+  log-normal CatBoost.
 Prints the mean test NLL per point in the target's units over the splits (with the sd of the
-split values), 95% coverage and fit seconds, to set beside `quality.py --only as-they-come`.
+split values), CRPS, 95% coverage and fit seconds: the log-target peers, which a practitioner
+would try on a skewed target, beside the Normal ones of `quality.py --only peers`.
 """
 
 from __future__ import annotations
@@ -61,39 +64,46 @@ def ngboost(splits: dict, distribution: str = "normal") -> PeerFit:
                   distribution)
 
 
-def catboost(splits: dict) -> PeerFit:
-    return scored(fit_catboost(splits["train"], splits["val"]), splits, "normal")
+def catboost(splits: dict, distribution: str = "normal") -> PeerFit:
+    """CatBoost RMSEWithUncertainty; with distribution lognormal, on log(y)."""
+    from deepnormal.family import family
+
+    return scored(fit_catboost(splits["train"], splits["val"], family(distribution)), splits,
+                  distribution)
 
 
 PEERS = {"NGBoost": ngboost, "CatBoost": catboost}  # the side-by-side's peers, Normal both
 
 
 def main() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from quality import ALL_TABLES, params_with, splits_for, table_overrides
+
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tables", nargs="+", default=["wage", "hitters", "carseats"])
+    parser.add_argument("--tables", nargs="+", choices=list(ALL_TABLES),
+                        default=list(ALL_TABLES))
     parser.add_argument("--splits", type=int, default=5)
     args = parser.parse_args()
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from quality import SKEWED, params_with, splits_for, table_overrides
-
     print(f"python benchmarks/peers.py {' '.join(sys.argv[1:])}; {time.strftime('%Y-%m-%d')}")
     for table in args.tables:
-        peers = {"NGBoost Normal": lambda s: ngboost(s, "normal"), "CatBoost": catboost}
-        if table in SKEWED:
-            peers["NGBoost LogNormal"] = lambda s: ngboost(s, "lognormal")
-        found = {name: [] for name in peers}
+        found: dict[str, list[PeerFit]] = {}
         for seed in range(args.splits):
             params = params_with(table_overrides(table) | {"generate.seed": seed})
             with tempfile.TemporaryDirectory() as tmp:
                 splits = splits_for(params, Path(tmp))
+            peers = {"NGBoost Normal": lambda s: ngboost(s), "CatBoost": lambda s: catboost(s)}
+            if all((split.target > 0).all() for split in splits.values()):
+                peers["NGBoost LogNormal"] = lambda s: ngboost(s, "lognormal")
+                peers["CatBoost on log(y)"] = lambda s: catboost(s, "lognormal")
             for name, fit in peers.items():
-                found[name].append(fit(splits))
+                found.setdefault(name, []).append(fit(splits))
         print(f"\n{table}: {args.splits} splits")
         for name, rows in found.items():
             nll = [r.nll for r in rows]
             sd = statistics.stdev(nll) if len(nll) > 1 else 0.0
             print(f"  {name:18s} test NLL {statistics.mean(nll):.3f} (splits sd {sd:.3f})  "
+                  f"CRPS {statistics.mean(r.crps for r in rows):.3f}  "
                   f"cov95 {statistics.mean(r.coverage_95 for r in rows):.3f}  "
                   f"fit {statistics.mean(r.seconds for r in rows):.1f} s", flush=True)
 

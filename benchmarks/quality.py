@@ -388,7 +388,8 @@ def model_arm(fits: list[Fit]) -> Arm:
                [f.fit_seconds for f in fits], [f.data_seed for f in fits])
 
 
-def side_by_side(quick: bool, extra: dict, names: list[str]) -> dict:
+def side_by_side(quick: bool, extra: dict, names: list[str], ensemble_only: bool = False
+                 ) -> dict:
     """Each table, five splits: the default ensemble and a single network (train seeds 0-2
     each; 0 alone on the large table) beside NGBoost and CatBoost (fitted once a split: both
     are deterministic given the split) and the homoscedastic line, on the very same
@@ -412,8 +413,8 @@ def side_by_side(quick: bool, extra: dict, names: list[str]) -> dict:
                                      ("coverage_95", result.coverage_95),
                                      ("seconds", result.seconds), ("splits", seed)):
                     getattr(arm, field).append(value)
-            for label, size in (("ensemble (defaults)", {}),
-                                ("single network", {"model.ensemble_size": 1})):
+            models = {"ensemble (defaults)": {}, "single network": {"model.ensemble_size": 1}}
+            for label, size in list(models.items())[:1 if ensemble_only else 2]:
                 fits = [run_pipeline(name, base | size | {"train.seed": t}, extra)
                         for t in train_seeds]
                 arm = arms.setdefault(label, Arm([], [], [], [], []))
@@ -444,7 +445,8 @@ def side_by_side(quick: bool, extra: dict, names: list[str]) -> dict:
         difference = statistics.mean(ensemble.nll) - statistics.mean(arms[peer].nll)
         wins = sum(mine <= theirs for mine, theirs in zip(
             ensemble.per_split().values(), arms[peer].per_split().values(), strict=True))
-        winner = min(arms, key=lambda a: statistics.mean(arms[a].nll))
+        winner = min([*arms, "line"], key=lambda a: statistics.mean(
+            (line if a == "line" else arms[a]).nll))
         print(f"  winner: {winner}; the ensemble against the better peer ({peer}): "
               f"{difference:+.3f} nats, ahead on {wins} of {len(splits)} splits", flush=True)
         found[name] = {"arms": arms, "peer": peer, "difference": difference}
@@ -515,6 +517,8 @@ def main() -> None:
     parser.add_argument("--tables", nargs="+", choices=list(CHOSEN_ON + REPORTED),
                         default=list(CHOSEN_ON + REPORTED),
                         help="the tables of the side-by-side with the peers (--only peers)")
+    parser.add_argument("--ensemble-only", action="store_true",
+                        help="the side-by-side without the single network (to weigh a lever)")
     parser.add_argument("--set", nargs="+", default=[], metavar="SECTION.KEY=VALUE",
                         help="params on top of params.yaml for every run (YAML values)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -537,7 +541,8 @@ def main() -> None:
     found = tables(args.quick, extra) if "tables" in args.only else None
     if "as-they-come" in args.only:
         as_they_come(args.quick, extra)
-    beside = side_by_side(args.quick, extra, args.tables) if "peers" in args.only else None
+    beside = (side_by_side(args.quick, extra, args.tables, args.ensemble_only)
+              if "peers" in args.only else None)
     summary(ref, found, beside)
     print(f"\n{(time.perf_counter() - start) / 60:.1f} minutes")
 

@@ -3,9 +3,10 @@
 Reads params `model`, `train`, `compute`, `lr_find`, `tracking`, and `data`, `generate`
 (to record them), with the tune stage's winner (data/tune/best.yaml) on top; the train and
 val splits; data/lr_find/lr.json.
-Writes data/train/model.ckpt (the best epoch, weights-only loadable), history.csv
-(per-epoch train NLL, validation NLL, lr) and summary.json (MLflow run id, best epoch,
-chosen lr, the budget this table got: batch, steps an epoch, epochs, patience). Prints
+Writes data/train/model.ckpt (each ensemble member at its own best epoch, weights-only
+loadable), history.csv (per-epoch train NLL, validation NLL of the current and of the kept
+weights, lr) and summary.json (MLflow run id, best epoch, each member's epoch, chosen lr, the
+budget this table got: batch, steps an epoch, epochs, patience). Prints
 a progress line every few seconds.
 Opens one MLflow run holding every param, the data set (name, source, digest, rows,
 columns), the per-epoch curves (through Lightning's MLflow logger), the lr-finder result and

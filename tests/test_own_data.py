@@ -217,7 +217,12 @@ def test_multi_feature_file_end_to_end(file_repo):
     train = pd.read_parquet(file_repo / "data/prepared/train.parquet")
     assert list(train.columns) == ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5",
                                    "s6", "progression"]
+    # model.distribution: auto kept the normal family for this table, and said why.
+    family = json.loads((file_repo / "data/prepared/columns.json").read_text())["family"]
+    assert family["name"] == "normal" and family["why"].startswith("auto: the target is "
+                                                                     "positive, but a line")
     metrics = json.loads((file_repo / "data/evaluate/metrics.json").read_text())
+    assert metrics["family"] == "normal"
     # No oracle for real data.
     assert set(metrics["test"]) == {"model", "model_uncalibrated", "linear"}
     predictions = pd.read_csv(file_repo / "data/evaluate/predictions.csv")

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from scipy import stats
 
 from deepnormal.data import CATEGORICAL, NUMERIC, Split
@@ -334,3 +335,55 @@ def test_every_example_table_prepares_with_its_documented_params():
             report.target_rows_dropped, name
         categorical = {c for c, kind in report.kinds.items() if kind == CATEGORICAL}
         assert set(params.get("categorical", [])) <= categorical, name
+
+
+def skewed_split(n: int = 400, seed: int = 0) -> Split:
+    """log(y) linear in x with constant noise: a positive target, skewed to the right."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 3, size=n)
+    y = np.exp(1.0 + 0.8 * x + rng.normal(scale=0.5, size=n))
+    return Split(pd.DataFrame({"x": x}), y, {"x": NUMERIC})
+
+
+def test_auto_family_picks_lognormal_for_a_positive_skewed_target_and_says_why():
+    from deepnormal.family_choice import MARGIN, choose_family, line_nll
+
+    data = skewed_split()
+    choice = choose_family("auto", data, every_target_positive=True)
+    assert choice.name == "lognormal"
+    gain = line_nll(data, "normal") - line_nll(data, "lognormal")
+    assert gain > MARGIN and f"better by {gain:.3f} nats" in choice.why
+    # A zero or negative target anywhere in the table rules the log-normal out.
+    assert choose_family("auto", data, every_target_positive=False).name == "normal"
+    # A target whose noise does not grow with its level stays normal.
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0, 3, size=400)
+    level = Split(pd.DataFrame({"x": x}), 100.0 + 2.0 * x + rng.normal(size=400),
+                  {"x": NUMERIC})
+    assert choose_family("auto", level, every_target_positive=True).name == "normal"
+    # A named family is taken as it is.
+    assert choose_family("normal", data, True).why == "model.distribution"
+
+
+def test_the_chosen_family_travels_with_the_prepared_splits(tmp_path):
+    from deepnormal.data import read_splits, split_path, write_columns, write_split
+    from deepnormal.family_choice import choose_for_prepared
+    from deepnormal.training import fit_encoder
+
+    data = skewed_split()
+    frame = data.frame.assign(y=data.target)
+    parts = {"train": frame.iloc[:300], "val": frame.iloc[300:350], "test": frame.iloc[350:]}
+    for name, part in parts.items():
+        write_split(part, split_path(tmp_path, name))
+    choice = choose_for_prepared("auto", tmp_path, parts, data.kinds)
+    write_columns(tmp_path, data.kinds, "y", family=choice.as_dict())
+    splits = read_splits(tmp_path)
+    assert {split.family for split in splits.values()} == {"lognormal"}
+    # Every later stage fits its encoder, and so the network, to that family.
+    from deepnormal.config import parse_params
+
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    assert raw["model"]["distribution"] == "auto"
+    assert fit_encoder(parse_params(raw), splits["train"]).family.name == "lognormal"
+    raw["model"]["distribution"] = "normal"  # a named family wins
+    assert fit_encoder(parse_params(raw), splits["train"]).family.name == "normal"
