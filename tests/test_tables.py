@@ -387,3 +387,39 @@ def test_the_chosen_family_travels_with_the_prepared_splits(tmp_path):
     assert fit_encoder(parse_params(raw), splits["train"]).family.name == "lognormal"
     raw["model"]["distribution"] = "normal"  # a named family wins
     assert fit_encoder(parse_params(raw), splits["train"]).family.name == "normal"
+
+
+def test_skewed_counts_enter_the_network_as_log1p():
+    rng = np.random.default_rng(0)
+    n = 500
+    frame = pd.DataFrame({
+        "count": np.floor(rng.exponential(50.0, size=n)),  # skewed, never negative
+        "level": rng.normal(size=n),  # symmetric
+        "flag": (rng.uniform(size=n) < 0.05).astype(float),  # skewed, but only two values
+        "debt": -np.floor(rng.exponential(50.0, size=n)),  # skewed to the left, negative
+    })
+    # The target follows log(count): the log lets a line fit it better, so count is logged.
+    target = np.log1p(frame["count"].to_numpy()) + frame["level"] + rng.normal(size=n)
+    data = Split(frame, target, dict.fromkeys(frame.columns, NUMERIC))
+    encoder = TableEncoder.fit(data, log_skewed=True)
+    assert {c["name"]: c["log"] for c in encoder.numeric} == {
+        "count": True, "level": False, "flag": False, "debt": False}
+    # A target linear in the count itself keeps it as it is (a balance linear in income).
+    linear = Split(frame, 0.1 * frame["count"].to_numpy() + rng.normal(size=n), data.kinds)
+    assert not any(c["log"] for c in TableEncoder.fit(linear, log_skewed=True).numeric)
+    column = encoder.encode(frame).numeric[:, 0]
+    logged = np.log1p(frame["count"].to_numpy())
+    np.testing.assert_allclose(column, (logged - logged.mean()) / logged.std(), rtol=1e-4,
+                               atol=1e-5)
+    # A value below the training range (here negative) stays finite; the spec travels.
+    again = TableEncoder.from_dict(encoder.to_dict())
+    unseen = again.encode(frame.head(1).assign(count=-3.0)).numeric
+    assert np.isfinite(unseen).all()
+    # Off, and in a checkpoint written before the option, every input is as it is.
+    assert not any(c["log"] for c in TableEncoder.fit(data).numeric)
+    old = encoder.to_dict()
+    for spec in old["numeric"]:
+        del spec["log"]
+    plain = TableEncoder.from_dict(old).encode(frame).numeric[:, 0]
+    np.testing.assert_allclose(plain, (frame["count"] - encoder.numeric[0]["mean"])
+                               / encoder.numeric[0]["std"], rtol=1e-4)

@@ -3,8 +3,9 @@ checkpoint as plain values (numbers, strings, lists), applied by train, evaluate
 `deepnormal-predict` and the served model alike. No torch.
 
 - numeric column: an empty cell gets the training median, and each column that had empty
-  cells in training gets a 0/1 "was empty" input beside it; then standardised with the
-  training mean and std (identity with model.standardize false);
+  cells in training gets a 0/1 "was empty" input beside it; a column that is never negative,
+  takes more than two values and is skewed in training becomes log(1 + x) (model.log_skewed);
+  then standardised with the training mean and std (identity with model.standardize false);
 - categorical column: a code per category seen in at least data.min_category_rows training
   rows; code 0 is the "unknown" slot shared by rarer categories and by categories never seen
   in training; an empty cell is the category "(missing)" (its own code when it was frequent
@@ -41,6 +42,45 @@ class Encoded:
         return len(self.numeric)
 
 
+# A numeric column that is never negative, takes more than two values and has a sample
+# skewness above this (counts, amounts, career totals) enters the network as log(1 + x)
+# when that helps a straight line fit the target (columns_to_log): trees do not mind a long
+# tail, a network's first layer does.
+SKEW_THRESHOLD = 1.0
+
+
+def columns_to_log(numeric: dict[str, np.ndarray], target: np.ndarray,
+                   other: np.ndarray) -> set[str]:
+    """The skewed, never negative columns (skewed_count) whose log(1 + x), one column at a
+    time, lets a least-squares line on every input (`other`: the rest, e.g. one-hot
+    categories) fit the transformed target with a smaller residual: a long tail that the
+    target does not share stays as it is (a balance linear in income)."""
+    names = list(numeric)
+    base = np.column_stack([np.ones(len(target)), *numeric.values(), other])
+
+    def residual(design: np.ndarray) -> float:
+        solution, *_ = np.linalg.lstsq(design, target, rcond=None)
+        return float(np.sum((target - design @ solution) ** 2))
+
+    plain = residual(base)
+    chosen = set()
+    for j, name in enumerate(names):
+        if skewed_count(numeric[name]):
+            design = base.copy()
+            design[:, 1 + j] = np.log1p(numeric[name])
+            if residual(design) < plain:
+                chosen.add(name)
+    return chosen
+
+
+def skewed_count(values: np.ndarray) -> bool:
+    if values.min() < 0 or len(np.unique(values)) <= 2:
+        return False
+    centred = values - values.mean()
+    spread = np.sqrt(np.mean(centred ** 2))
+    return spread > 0 and float(np.mean(centred ** 3) / spread ** 3) > SKEW_THRESHOLD
+
+
 @dataclass(frozen=True)
 class TableEncoder:
     numeric: list[dict]  # {name, fill, mean, std, flag}; flag: a "was empty" input
@@ -49,8 +89,10 @@ class TableEncoder:
 
     @classmethod
     def fit(cls, train: Split, family: str = "normal", standardize: bool = True,
-            min_category_rows: int = 1) -> TableEncoder:
-        numeric, categorical = [], []
+            min_category_rows: int = 1, log_skewed: bool = False) -> TableEncoder:
+        fam = family_named(family)
+        t = fam.transform(train.target)
+        filled, fills, flags, categorical = {}, {}, {}, []
         for name in train.feature_names:
             values = train.frame[name]
             if train.kinds[name] == CATEGORICAL:
@@ -62,20 +104,35 @@ class TableEncoder:
             if x.isna().all():
                 raise DeepnormalError(f"column '{name}' is empty in every row of the training "
                                       "split; drop it from data.features")
-            fill = float(x.median())
-            filled = x.fillna(fill).to_numpy()
-            std = float(filled.std()) if standardize else 1.0
-            numeric.append({"name": name, "fill": fill,
-                            "mean": float(filled.mean()) if standardize else 0.0,
+            fills[name] = float(x.median())
+            filled[name] = x.fillna(fills[name]).to_numpy()
+            flags[name] = bool(x.isna().any())
+        logged = columns_to_log(filled, t, cls._one_hot(train, categorical)) if log_skewed \
+            else set()
+        numeric = []
+        for name, values in filled.items():
+            scaled = np.log1p(values) if name in logged else values
+            std = float(scaled.std()) if standardize else 1.0
+            numeric.append({"name": name, "fill": fills[name],
+                            "log": name in logged,
+                            "mean": float(scaled.mean()) if standardize else 0.0,
                             # A constant column would divide by zero; leave it unscaled.
                             "std": std if std > 0 else 1.0,
-                            "flag": bool(x.isna().any())})
-        fam = family_named(family)
-        t = fam.transform(train.target)
+                            "flag": flags[name]})
         std = float(t.std()) if standardize else 1.0
         return cls(numeric, categorical, {
             "name": train.target_name, "family": fam.name,
             "mean": float(t.mean()) if standardize else 0.0, "std": std if std > 0 else 1.0})
+
+    @staticmethod
+    def _one_hot(train: Split, categorical: list[dict]) -> np.ndarray:
+        """The training split's categories one-hot (the vocabulary's codes), for the line."""
+        blocks = []
+        for spec in categorical:
+            labels = canonical_categories(train.frame[spec["name"]]).fillna(MISSING_CATEGORY)
+            blocks.append(pd.get_dummies(labels.map(
+                {c: c for c in spec["categories"]}).fillna("")).to_numpy(float))
+        return np.column_stack(blocks) if blocks else np.zeros((len(train), 0))
 
     # --- plain values, for the checkpoint ---------------------------------------------
     def to_dict(self) -> dict:
@@ -130,6 +187,8 @@ class TableEncoder:
             filled[spec["name"]] = int(empty.sum())
             # In float32, as the network computes: the same arithmetic whatever the caller.
             values = x.fillna(spec["fill"]).to_numpy(dtype=np.float32)
+            if spec.get("log"):  # absent from older checkpoints
+                values = np.log1p(np.maximum(values, np.float32(0)))
             columns.append((values - np.float32(spec["mean"])) / np.float32(spec["std"]))
             if spec["flag"]:
                 columns.append(empty.astype(np.float64))

@@ -88,7 +88,8 @@ def fit_encoder(params: Params, train: Split) -> TableEncoder:
     distribution = params.model.distribution
     return TableEncoder.fit(train, family=train.family if distribution == AUTO else distribution,
                             standardize=params.model.standardize,
-                            min_category_rows=params.data.min_category_rows)
+                            min_category_rows=params.data.min_category_rows,
+                            log_skewed=params.model.log_skewed)
 
 
 def range_test(params: Params, train: Split) -> tuple[np.ndarray, np.ndarray]:
