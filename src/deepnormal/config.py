@@ -101,8 +101,8 @@ class ModelParams(_Section):
     # A categorical column with at most this many categories is one-hot encoded; a larger
     # one gets a learned embedding of this many dimensions.
     embedding_dim: int = Field(8, ge=1, le=256)
-    # Numeric inputs that are never negative and skewed enter as log(1 + x)
-    # (preprocessing.SKEW_THRESHOLD).
+    # Numeric inputs that are never negative and skewed enter as log(1 + x) where a line
+    # fits the target better so (preprocessing.columns_to_log).
     log_skewed: bool = True
 
     @model_validator(mode="after")
