@@ -1,6 +1,7 @@
 """Benchmark: how good the default model is, on the reference problem and on real tables.
 
-    python benchmarks/quality.py [--quick] [--only reference tables as-they-come]
+    python benchmarks/quality.py [--quick] [--only reference tables as-they-come peers]
+                                 [--tables NAME ...] [--ensemble-only]
                                  [--set section.key=value]
 
 Every fit runs in this process through the library the stages use, on the splits the
@@ -23,9 +24,16 @@ all columns against the numeric ones alone, on the skewed positive targets (wage
 salaries) model.distribution lognormal against normal, and on wage one-hot categories (every
 column has at most model.embedding_dim codes) against 2-d learned embeddings; 5 splits x 3
 train seeds.
-Then one summary against the targets. About 12 minutes on our 2-core machines; --quick
-(data seeds 0-1, train seeds 0-1, two splits and one train seed per table, no child
-process) about 3.
+Peers (the side-by-side): nine real tables, five chosen on (diabetes, engel, wage, hitters,
+carseats: every default was weighed there) and four held out (auto, credit, college,
+bikeshare: only reported), five splits each; NGBoost and CatBoost (src/deepnormal/peers.py,
+the peers extra) fitted on each split, the default ensemble and a single network with train
+seeds 0-2 (bikeshare: 0), the line; test NLL, CRPS, 95% coverage, fit seconds and the ratio to
+CatBoost's, and who wins each table. --tables picks tables, --ensemble-only skips the single
+network (to weigh a lever with --set).
+Then one summary against the targets. About 65 minutes on our 2-core machines (the peers
+section 25); --quick (data seeds 0-1, train seeds 0-1, two splits and one train seed per
+table, no child process) about 6.
 """
 
 from __future__ import annotations
