@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from deepnormal.peers import fit_catboost, fit_ngboost
+from deepnormal.peers import fit_peer
 
 
 @dataclass(frozen=True)
@@ -44,35 +44,21 @@ class PeerFit:
     seconds: float
 
 
-def scored(fitted, splits: dict, distribution: str) -> PeerFit:
-    """The scores evaluate gives the model, for a fitted peer's test predictions."""
+def scored_peer(name: str, splits: dict, distribution: str = "normal") -> PeerFit:
+    """A peer (deepnormal.peers: catboost, ngboost) fitted on train, early-stopped on val,
+    scored on test as evaluate scores the model; with distribution lognormal, fitted to
+    log(y) (for NGBoost that is its LogNormal: the same parameters and natural gradients)."""
     from deepnormal import metrics
     from deepnormal.family import family
 
+    fam = family(distribution)
+    fitted = fit_peer(name, splits["train"], splits["val"], fam)
     test = splits["test"]
-    found = metrics.score(test.target, *fitted.predict(test.frame), [0.95],
-                          family(distribution))
+    found = metrics.score(test.target, *fitted.predict(test.frame), [0.95], fam)
     return PeerFit(found["nll"], found["crps"], found["picp_95"], fitted.seconds)
 
 
-def ngboost(splits: dict, distribution: str = "normal") -> PeerFit:
-    """NGBoost Normal; with distribution lognormal, Normal on log(y), which is NGBoost's
-    LogNormal (the same parameters, gradients and natural gradients)."""
-    from deepnormal.family import family
-
-    return scored(fit_ngboost(splits["train"], splits["val"], family(distribution)), splits,
-                  distribution)
-
-
-def catboost(splits: dict, distribution: str = "normal") -> PeerFit:
-    """CatBoost RMSEWithUncertainty; with distribution lognormal, on log(y)."""
-    from deepnormal.family import family
-
-    return scored(fit_catboost(splits["train"], splits["val"], family(distribution)), splits,
-                  distribution)
-
-
-PEERS = {"NGBoost": ngboost, "CatBoost": catboost}  # the side-by-side's peers, Normal both
+PEERS = {"NGBoost": "ngboost", "CatBoost": "catboost"}  # the side-by-side's, Normal both
 
 
 def main() -> None:
@@ -92,12 +78,12 @@ def main() -> None:
             params = params_with(table_overrides(table) | {"generate.seed": seed})
             with tempfile.TemporaryDirectory() as tmp:
                 splits = splits_for(params, Path(tmp))
-            peers = {"NGBoost Normal": lambda s: ngboost(s), "CatBoost": lambda s: catboost(s)}
+            peers = {"NGBoost Normal": ("ngboost", "normal"), "CatBoost": ("catboost", "normal")}
             if all((split.target > 0).all() for split in splits.values()):
-                peers["NGBoost LogNormal"] = lambda s: ngboost(s, "lognormal")
-                peers["CatBoost on log(y)"] = lambda s: catboost(s, "lognormal")
-            for name, fit in peers.items():
-                found.setdefault(name, []).append(fit(splits))
+                peers["NGBoost LogNormal"] = ("ngboost", "lognormal")
+                peers["CatBoost on log(y)"] = ("catboost", "lognormal")
+            for label, (name, distribution) in peers.items():
+                found.setdefault(label, []).append(scored_peer(name, splits, distribution))
         print(f"\n{table}: {args.splits} splits")
         for name, rows in found.items():
             nll = [r.nll for r in rows]

@@ -189,7 +189,7 @@ def scaling_run(n: int, root: Path, seed: int = 0, accelerator: str = "auto") ->
     """One cold pipeline on an n-row table drawn with `seed`, then CatBoost on the very same
     splits."""
     import numpy as np
-    from peers import catboost
+    from peers import scored_peer
     from scipy import stats
 
     from deepnormal.data import read_splits
@@ -205,7 +205,7 @@ def scaling_run(n: int, root: Path, seed: int = 0, accelerator: str = "auto") ->
     test = splits["test"]
     mu, sigma = true_distribution(test.frame[FEATURES].to_numpy())
     oracle = -float(np.mean(stats.norm.logpdf(test.target, mu, sigma)))
-    peer = catboost(splits)
+    peer = scored_peer("catboost", splits)
     return {"seconds": seconds, "peak_mb": peak, "nll": metrics["test"]["model"]["nll"],
             "oracle": oracle, "catboost_nll": peer.nll, "catboost_seconds": peer.seconds,
             "train_rows": len(splits["train"]), "budget": summary["budget"],

@@ -42,13 +42,14 @@ import argparse
 import contextlib
 import io
 import json
+import math
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
@@ -371,11 +372,18 @@ def as_they_come(quick: bool, extra: dict) -> dict:
 class Arm:
     """One model or peer on one table: its fits' figures, one row per (split, train seed)."""
 
-    nll: list[float]
-    crps: list[float]
-    coverage_95: list[float]
-    seconds: list[float]
-    splits: list[int]
+    nll: list[float] = field(default_factory=list)
+    crps: list[float] = field(default_factory=list)
+    coverage_95: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    splits: list[int] = field(default_factory=list)
+
+    def add(self, nll: float, crps: float, coverage_95: float, seconds: float,
+            split: int) -> None:
+        for values, value in ((self.nll, nll), (self.crps, crps),
+                              (self.coverage_95, coverage_95), (self.seconds, seconds),
+                              (self.splits, split)):
+            values.append(value)
 
     def per_split(self) -> dict[int, float]:
         found: dict[int, list[float]] = {}
@@ -391,18 +399,13 @@ class Arm:
                 f"{statistics.mean(self.seconds):.1f}"]
 
 
-def model_arm(fits: list[Fit]) -> Arm:
-    return Arm([f.nll for f in fits], [f.crps for f in fits], [f.coverage_95 for f in fits],
-               [f.fit_seconds for f in fits], [f.data_seed for f in fits])
-
-
 def side_by_side(quick: bool, extra: dict, names: list[str], ensemble_only: bool = False
                  ) -> dict:
     """Each table, five splits: the default ensemble and a single network (train seeds 0-2
     each; 0 alone on the large table) beside NGBoost and CatBoost (fitted once a split: both
     are deterministic given the split) and the homoscedastic line, on the very same
     splits."""
-    from peers import PEERS
+    from peers import PEERS, scored_peer
 
     splits, all_seeds = ([0, 1], [0]) if quick else ([0, 1, 2, 3, 4], [0, 1, 2])
     found = {}
@@ -414,29 +417,22 @@ def side_by_side(quick: bool, extra: dict, names: list[str], ensemble_only: bool
             base = table_overrides(name) | {"generate.seed": seed}
             with tempfile.TemporaryDirectory() as tmp:
                 data = splits_for(params_with(extra | base), Path(tmp))
-            for peer, fit_peer in PEERS.items():
-                result = fit_peer(data)
-                arm = arms.setdefault(peer, Arm([], [], [], [], []))
-                for field, value in (("nll", result.nll), ("crps", result.crps),
-                                     ("coverage_95", result.coverage_95),
-                                     ("seconds", result.seconds), ("splits", seed)):
-                    getattr(arm, field).append(value)
+            for label, peer in PEERS.items():
+                result = scored_peer(peer, data)
+                arms.setdefault(label, Arm()).add(result.nll, result.crps, result.coverage_95,
+                                                  result.seconds, seed)
             models = {"ensemble (defaults)": {}, "single network": {"model.ensemble_size": 1}}
             for label, size in list(models.items())[:1 if ensemble_only else 2]:
                 fits = [run_pipeline(name, base | size | {"train.seed": t}, extra)
                         for t in train_seeds]
-                arm = arms.setdefault(label, Arm([], [], [], [], []))
-                more = model_arm(fits)
-                for field in ("nll", "crps", "coverage_95", "seconds", "splits"):
-                    getattr(arm, field).extend(getattr(more, field))
+                for f in fits:
+                    arms.setdefault(label, Arm()).add(f.nll, f.crps, f.coverage_95,
+                                                      f.fit_seconds, seed)
                 if label.startswith("ensemble"):
-                    line = arms.setdefault("line", Arm([], [], [], [], []))
-                    line.nll.append(fits[0].line_nll)
-                    line.coverage_95.append(fits[0].line_coverage_95)
-                    line.splits.append(seed)
+                    arms.setdefault("line", Arm()).add(fits[0].line_nll, math.nan,
+                                                       fits[0].line_coverage_95, math.nan, seed)
         line = arms.pop("line")
-        rows = data["train"].frame.shape[0] + data["val"].frame.shape[0] + \
-            data["test"].frame.shape[0]
+        rows = sum(len(split) for split in data.values())
         kind = "defaults chosen on it" if name in CHOSEN_ON else "held out: only reported"
         families = sorted({f.family for f in fits})  # the last split's model fits
         kind += f"; family {'/'.join(families)}"

@@ -342,23 +342,19 @@ def write_columns(directory: Path, kinds: dict[str, str], target: str,
 
 def read_columns(directory: Path) -> dict[str, str] | None:
     content = _columns_file(directory)
-    return None if content is None else dict(content["kinds"])
-
-
-def read_family(directory: Path) -> str:
-    """The target's family the generate stage chose ("normal" when it wrote none)."""
-    content = _columns_file(directory)
-    return "normal" if content is None else content.get("family", {"name": "normal"})["name"]
+    return None if content is None else content["kinds"]
 
 
 def _columns_file(directory: Path) -> dict | None:
+    """columns.json as written by write_columns (None when there is none): kinds as a dict,
+    the family as {name, why} ("normal" when the file names none)."""
     path = Path(directory) / COLUMNS_FILE
     if not path.is_file():
         return None
     try:
         content = json.loads(path.read_text())
-        dict(content["kinds"])
-        return content
+        return content | {"kinds": dict(content["kinds"]),
+                          "family": content.get("family", {"name": "normal"})}
     except (ValueError, KeyError, TypeError):
         raise DeepnormalError(f"{path} is damaged; rerun the generate stage "
                               "(`dvc repro --force -s generate`)") from None
@@ -400,8 +396,9 @@ def read_split(path: Path | str, kinds: dict[str, str] | None = None) -> Split:
 
 
 def read_splits(directory: Path | str, names: tuple[str, ...] = SPLITS) -> dict[str, Split]:
-    kinds, family = read_columns(Path(directory)), read_family(Path(directory))
-    splits = {name: replace(read_split(split_path(directory, name), kinds), family=family)
+    content = _columns_file(Path(directory)) or {"kinds": None, "family": {"name": "normal"}}
+    splits = {name: replace(read_split(split_path(directory, name), content["kinds"]),
+                            family=content["family"]["name"])
               for name in names}
     columns = {(split.feature_names, split.target_name) for split in splits.values()}
     if len(columns) > 1:

@@ -21,7 +21,6 @@ import pandas as pd
 
 from deepnormal.data import CATEGORICAL, Split
 from deepnormal.errors import DeepnormalError
-from deepnormal.family import family as family_named
 from deepnormal.preprocessing import MISSING_CATEGORY
 
 PEERS = ("catboost", "ngboost")
@@ -76,9 +75,8 @@ def _require(name: str, module: str):
             "pip install 'deepnormal[peers]' (or drop it from evaluate.peers)") from None
 
 
-def fit_catboost(train: Split, val: Split, family=None, seed: int = 0) -> FittedPeer:
+def fit_catboost(train: Split, val: Split, family, seed: int = 0) -> FittedPeer:
     catboost = _require("catboost", "catboost")
-    family = family or family_named("normal")
     categorical = categorical_columns(train)
 
     def frame(data: pd.DataFrame) -> pd.DataFrame:
@@ -100,9 +98,8 @@ def fit_catboost(train: Split, val: Split, family=None, seed: int = 0) -> Fitted
     return FittedPeer("catboost", predict, seconds)
 
 
-def fit_ngboost(train: Split, val: Split, family=None, seed: int = 0) -> FittedPeer:
+def fit_ngboost(train: Split, val: Split, family, seed: int = 0) -> FittedPeer:
     ngboost = _require("ngboost", "ngboost")
-    family = family or family_named("normal")
     encode = one_hot_encoder(train)
     start = time.perf_counter()
     model = ngboost.NGBRegressor(Dist=ngboost.distns.Normal, verbose=False, random_state=seed)
@@ -121,5 +118,6 @@ def fit_ngboost(train: Split, val: Split, family=None, seed: int = 0) -> FittedP
 FITS = {"catboost": fit_catboost, "ngboost": fit_ngboost}
 
 
-def fit_peer(name: str, train: Split, val: Split, family=None) -> FittedPeer:
+def fit_peer(name: str, train: Split, val: Split, family) -> FittedPeer:
+    """`family` (family.py): the peer models its transformed target."""
     return FITS[name](train, val, family)

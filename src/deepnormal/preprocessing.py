@@ -73,6 +73,15 @@ def columns_to_log(numeric: dict[str, np.ndarray], target: np.ndarray,
     return chosen
 
 
+def scaling(values: np.ndarray, standardize: bool) -> dict:
+    """A numeric input's standardisation (identity without `standardize`)."""
+    if not standardize:
+        return {"mean": 0.0, "std": 1.0}
+    std = float(values.std())
+    # A constant column would divide by zero; leave it unscaled.
+    return {"mean": float(values.mean()), "std": std if std > 0 else 1.0}
+
+
 def skewed_count(values: np.ndarray) -> bool:
     if values.min() < 0 or len(np.unique(values)) <= 2:
         return False
@@ -90,9 +99,7 @@ class TableEncoder:
     @classmethod
     def fit(cls, train: Split, family: str = "normal", standardize: bool = True,
             min_category_rows: int = 1, log_skewed: bool = False) -> TableEncoder:
-        fam = family_named(family)
-        t = fam.transform(train.target)
-        filled, fills, flags, categorical = {}, {}, {}, []
+        filled, numeric, categorical = {}, [], []
         for name in train.feature_names:
             values = train.frame[name]
             if train.kinds[name] == CATEGORICAL:
@@ -104,35 +111,24 @@ class TableEncoder:
             if x.isna().all():
                 raise DeepnormalError(f"column '{name}' is empty in every row of the training "
                                       "split; drop it from data.features")
-            fills[name] = float(x.median())
-            filled[name] = x.fillna(fills[name]).to_numpy()
-            flags[name] = bool(x.isna().any())
-        logged = columns_to_log(filled, t, cls._one_hot(train, categorical)) if log_skewed \
-            else set()
-        numeric = []
-        for name, values in filled.items():
-            scaled = np.log1p(values) if name in logged else values
-            std = float(scaled.std()) if standardize else 1.0
-            numeric.append({"name": name, "fill": fills[name],
-                            "log": name in logged,
-                            "mean": float(scaled.mean()) if standardize else 0.0,
-                            # A constant column would divide by zero; leave it unscaled.
-                            "std": std if std > 0 else 1.0,
-                            "flag": flags[name]})
+            fill = float(x.median())
+            filled[name] = x.fillna(fill).to_numpy()
+            numeric.append({"name": name, "fill": fill, "log": False,
+                            "flag": bool(x.isna().any())} | scaling(filled[name], standardize))
+        fam = family_named(family)
+        t = fam.transform(train.target)
         std = float(t.std()) if standardize else 1.0
-        return cls(numeric, categorical, {
+        encoder = cls(numeric, categorical, {
             "name": train.target_name, "family": fam.name,
             "mean": float(t.mean()) if standardize else 0.0, "std": std if std > 0 else 1.0})
-
-    @staticmethod
-    def _one_hot(train: Split, categorical: list[dict]) -> np.ndarray:
-        """The training split's categories one-hot (the vocabulary's codes), for the line."""
-        blocks = []
-        for spec in categorical:
-            labels = canonical_categories(train.frame[spec["name"]]).fillna(MISSING_CATEGORY)
-            blocks.append(pd.get_dummies(labels.map(
-                {c: c for c in spec["categories"]}).fillna("")).to_numpy(float))
-        return np.column_stack(blocks) if blocks else np.zeros((len(train), 0))
+        if not log_skewed:
+            return encoder
+        # The line that decides sees the categories as the linear baseline does (one-hot).
+        one_hot = encoder.design(encoder.encode(train.frame))[:, encoder.numeric_dim:]
+        logged = columns_to_log(filled, t, one_hot)
+        numeric = [spec | {"log": True} | scaling(np.log1p(filled[spec["name"]]), standardize)
+                   if spec["name"] in logged else spec for spec in numeric]
+        return cls(numeric, categorical, encoder.target)
 
     # --- plain values, for the checkpoint ---------------------------------------------
     def to_dict(self) -> dict:

@@ -28,7 +28,6 @@ from deepnormal.lightning_module import DIVERGENCE_ADVICE, MEMBER_EPOCHS_KEY, De
 from deepnormal.loaders import SplitData, member_batches
 from deepnormal.lr_rule import LrChoice, choose_lr, fixed_choice
 from deepnormal.preprocessing import TableEncoder
-from deepnormal.trained import load_model
 
 # The stages print what matters themselves (the device, progress, the result). Lightning's
 # info lines (accelerator banners, tips, checkpoint restores) would repeat for every Trainer.
@@ -240,7 +239,7 @@ def fit(params: Params, train: Split, val: Split, lr: float, out_dir: Path,
         epochs_run=len(rows),
         stopped_early=stopper.stopped_epoch > 0,
         device=device_description(trainer),
-        sigma_scale=load_model(checkpoint).sigma_scale,
+        sigma_scale=float(saved["state_dict"]["net.sigma_scale"]),
         encoder=encoder,
         budget=plan,
     )
