@@ -1,6 +1,6 @@
 # Two entry points for a fresh machine:
 #   make pipeline   set up .venv and run the whole DVC pipeline on params.yaml
-#   make test       set up .venv (with the test and benchmark extras) and run the whole test suite (CI)
+#   make test       set up .venv (with the test, peers and postgres extras) and run the whole test suite (CI)
 # and a fast tier while you work:
 #   make check      unit tests only: no dvc repro, no servers (about a minute)
 VENV ?= .venv
@@ -18,10 +18,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-# The tests and benchmarks also need the peers (CatBoost, NGBoost): the `peers` extra.
-dev: $(VENV)/.installed-peers
-$(VENV)/.installed-peers: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -e '.[test,peers]'
+# The tests and benchmarks also need the peers (CatBoost, NGBoost) and the PostgreSQL driver:
+# the `peers` and `postgres` extras.
+dev: $(VENV)/.installed-extras
+$(VENV)/.installed-extras: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[test,peers,postgres]'
 	touch $@
 
 pipeline: setup

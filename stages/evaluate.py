@@ -87,7 +87,8 @@ def main() -> None:
     import mlflow
 
     # Reopens the training run; on an exception the context manager marks it FAILED.
-    with mlflow.start_run(run_id=summary["run_id"]), tracking.killed_on_interrupt():
+    with (tracking.recording_failures("evaluating"), mlflow.start_run(run_id=summary["run_id"]),
+          tracking.killed_on_interrupt()):
         mlflow.set_tags(tracking.owner_tags())
         mlflow.log_metrics(evaluation.mlflow_metrics(report))
         mlflow.set_tags({f"evaluate.{key}": str(value) for key, value in p.model_dump().items()})

@@ -77,7 +77,7 @@ def main() -> None:
     with tracking.training_run(experiment_id, os.environ.get("DVC_EXP_NAME")) as run:
         run_id = run.info.run_id
         print(f"MLflow run {run_id} in experiment '{params.tracking.experiment_name}' "
-              f"at {tracking.tracking_uri()}", flush=True)
+              f"at {tracking.shown(tracking.tracking_uri())}", flush=True)
         logger = BatchedMLFlowLogger(run_id=run_id, tracking_uri=tracking.tracking_uri())
         logger.log_hyperparams(logged_params(params, splits, choice, search))
         tracking.log_dataset(splits["train"], params, "training")

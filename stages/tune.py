@@ -48,7 +48,8 @@ def main() -> None:
 
     study = tuning.open_study(params, tuning.study_name(params, splits["train"], splits["val"]))
     done = len(tuning.finished(study))
-    print(f"Optuna study '{study.study_name}' at {tuning.storage_url(params)}: {done} of "
+    storage = tracking.shown(tuning.storage_url(params))  # a password in it shows as ***
+    print(f"Optuna study '{study.study_name}' at {storage}: {done} of "
           f"{params.tune.trials} trials done", flush=True)
     callbacks = [tuning.progress_line]
     with tuning.search_run(study, experiment_id, params) if tracked else nullcontext() as run:
@@ -64,7 +65,7 @@ def main() -> None:
             raise DeepnormalError(SEARCH_INTERRUPTED) from None
         with staged(paths.TUNE) as out:
             plots = tuning.draw(study, out / "plots")
-            search = {"study": study.study_name, "storage": tuning.storage_url(params),
+            search = {"study": study.study_name, "storage": storage,
                       "trial": winner.trial, "val_nll": winner.val_nll, "why": winner.why,
                       "trials_finished": len(tuning.finished(study))}
             write_result(out, winner.values, search)

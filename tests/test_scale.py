@@ -8,7 +8,6 @@ Every server here binds to 127.0.0.1 on a free port and is stopped by its test.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -21,8 +20,8 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tests.browser import compare_page, needs_chromium
 from tests.conftest import (
-    REPO,
     clone_of,
     dvc,
     edit_params,
@@ -230,46 +229,13 @@ def test_mlflow_models_serve_answers_rest_requests(server, tracked_on_server, tm
     np.testing.assert_allclose(served["sigma"], sigma, rtol=1e-6)
 
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                  "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync",
-                  "--virtual-time-budget=30000"]
-SCREENSHOTS = REPO / "test-artifacts"
-
-
-def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
-    binary = shutil.which("chromium")
-    return subprocess.run([binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
-                          capture_output=True, text=True, timeout=180)
-
-
-def page_text(html: str) -> list[str]:
-    import html as html_lib
-    import re
-
-    html = re.sub(r"<(script|style)\b.*?</\1>", " ", html, flags=re.S)
-    return [html_lib.unescape(part).strip() for part in re.split(r"<[^>]+>", html)
-            if part.strip()]
-
-
-@pytest.mark.skipif(shutil.which("chromium") is None,
-                    reason="Chromium is not installed (Debian package `chromium`; "
-                           ".ci/run installs it where apt-get can)")
+@needs_chromium
 def test_ui_compare_page_shows_both_runs_params_and_test_metrics(server, tracked_on_server,
                                                                   tmp_path):
     url, _ = server
     _, run_ids, _ = tracked_on_server
-    client = MlflowClient(url)
-    experiment = client.get_experiment_by_name("deepnormal")
-    query = urllib.parse.urlencode({"runs": json.dumps(run_ids),
-                                    "experiments": json.dumps([experiment.experiment_id])})
-    page = f"{url}/#/compare-runs?{query}"
-    SCREENSHOTS.mkdir(exist_ok=True)
-    shot = chromium("--window-size=1400,2400", f"--screenshot={SCREENSHOTS / 'compare-runs.png'}",
-                    page, profile=tmp_path / "profile-shot")
-    assert (SCREENSHOTS / "compare-runs.png").stat().st_size > 20_000, shot.stderr
-    dom = chromium("--window-size=1400,2400", "--dump-dom", page, profile=tmp_path / "profile")
-    text = page_text(dom.stdout)
+    experiment = MlflowClient(url).get_experiment_by_name("deepnormal")
+    text = compare_page(url, experiment.experiment_id, run_ids, "compare-runs.png", tmp_path)
     assert "Comparing 2 Runs from 1 Experiment" in text, text[:80]
     for run_id in run_ids:
         assert run_id in text

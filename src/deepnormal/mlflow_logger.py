@@ -40,11 +40,13 @@ class BatchedMLFlowLogger(MLFlowLogger):
 
     @rank_zero_only
     def flush(self) -> None:
-        """Send every metric kept so far."""
-        for start in range(0, len(self._pending), MAX_BATCH):
-            self.experiment.log_batch(self.run_id, metrics=self._pending[start:start + MAX_BATCH])
-        self._pending = []
+        """Send every metric kept so far. Rows a failed send loses are not sent again at
+        `finalize`: the run fails with that error, and retrying a store that is down would
+        only delay the message."""
+        batch, self._pending = self._pending, []
         self._last_flush = time.monotonic()
+        for start in range(0, len(batch), MAX_BATCH):
+            self.experiment.log_batch(self.run_id, metrics=batch[start:start + MAX_BATCH])
 
     @rank_zero_only
     def finalize(self, status: str = "success") -> None:

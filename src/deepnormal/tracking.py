@@ -28,6 +28,18 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / STORE_FILE}"
 
 
+def shown(url: str) -> str:
+    """A store's URL as messages and logs show it: the password, if the URL holds one,
+    replaced by ***. (Better kept out of it: PostgreSQL's client reads PGPASSWORD.)"""
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    userinfo, at, host = netloc.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    if not (sep and at and colon):
+        return url
+    return f"{scheme}://{user}:***@{host}{slash}{path}"
+
+
 def uses_default_store() -> bool:
     return not os.environ.get("MLFLOW_TRACKING_URI")
 
@@ -117,7 +129,7 @@ def find_run(run_id: str, recorded_in: Path) -> None:
                 raise
             raise DeepnormalError(
                 f"the training run {run_id} (from {recorded_in}) is not in the MLflow store at "
-                f"{tracking_uri()}. To track this model again, retrain: "
+                f"{shown(tracking_uri())}. To track this model again, retrain: "
                 "`dvc repro --force -s train && dvc repro`"
             ) from None
 
@@ -130,6 +142,7 @@ def _reach_store(action):
     for key, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(key, value)
     try:
+        probe_database(tracking_uri())
         return action()
     except DeepnormalError:
         raise
@@ -139,10 +152,57 @@ def _reach_store(action):
             advice = ("another process holds the SQLite store (an open `sqlite3` shell, a "
                       "stuck job); close it and rerun")
         else:
-            advice = ("check that the server is up, or unset MLFLOW_TRACKING_URI to use the "
-                      "local store")
+            advice = ("check that the server is up and MLFLOW_TRACKING_URI's address and "
+                      "credentials, or unset it to use the local store")
         raise DeepnormalError(
-            f"cannot use the MLflow tracking store at {tracking_uri()}: {message}. {advice}"
+            f"cannot use the MLflow tracking store at {shown(tracking_uri())}: {message}. {advice}"
+        ) from None
+
+
+def connect_args(url: str) -> dict:
+    """SQLAlchemy connect_args for a database URL: SQLite waits for a busy file rather than
+    failing at once; PostgreSQL and MySQL give up on a host that does not answer after 10 s
+    (their drivers would wait for the operating system's TCP timeout, minutes)."""
+    kind = url.partition("://")[0].partition("+")[0]
+    if kind == "sqlite":
+        return {"timeout": 60}
+    return {"connect_timeout": 10} if kind in ("postgresql", "mysql") else {}
+
+
+def probe_database(uri: str) -> None:
+    """Connect once to a database store that MLflow reaches directly
+    (MLFLOW_TRACKING_URI=postgresql+psycopg://...). MLflow retries a database it cannot reach
+    (a wrong password, a host that is down) ten times with growing pauses, about 100 s, a
+    count no setting changes; one attempt first says what is wrong within seconds."""
+    if uri.partition("://")[0].partition("+")[0] not in ("postgresql", "mysql"):
+        return
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(uri, connect_args=connect_args(uri))
+    try:
+        with engine.connect():
+            pass
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def recording_failures(what: str):
+    """A store that fails in the middle of a stage (the tracking server, or the database
+    behind it, going down) becomes one line naming it. The stage's outputs are replaced only
+    on success, so they stay as they were; a run the store could not close stays RUNNING
+    until the next training run marks it KILLED (close_dead_runs)."""
+    import mlflow
+    import requests
+
+    from deepnormal.errors import DeepnormalError, first_line
+
+    try:
+        yield
+    except (mlflow.exceptions.MlflowException, requests.exceptions.RequestException) as error:
+        raise DeepnormalError(
+            f"the MLflow tracking store at {shown(tracking_uri())} failed while {what}: "
+            f"{first_line(error, 300)}. Rerun `dvc repro` once the store is back"
         ) from None
 
 
@@ -189,15 +249,17 @@ def close_dead_runs(experiment_id: str) -> list[str]:
 def training_run(experiment_id: str, run_name: str | None):
     """A new MLflow run for this training process, as the active run: FINISHED when the
     block ends, FAILED on an error, KILLED on Ctrl-C (then one readable error). Runs that
-    dead training processes left RUNNING are closed first."""
+    dead training processes left RUNNING are closed first. A store that fails on the way is
+    one readable error (recording_failures)."""
     import mlflow
 
-    for run_id in close_dead_runs(experiment_id):
-        print(f"marked MLflow run {run_id} KILLED: its training process died without closing it",
-              flush=True)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name,
-                          tags=run_tags()) as run, killed_on_interrupt():
-        yield run
+    with recording_failures("training"):
+        for run_id in close_dead_runs(experiment_id):
+            print(f"marked MLflow run {run_id} KILLED: its training process died without "
+                  "closing it", flush=True)
+        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name,
+                              tags=run_tags()) as run, killed_on_interrupt():
+            yield run
 
 
 @contextmanager
@@ -236,4 +298,13 @@ def log_dataset(split, params, context: str) -> None:
         warnings.simplefilter("ignore", UserWarning)
         dataset = mlflow.data.from_pandas(frame, source=source, name=f"{name}-{context}",
                                           targets=split.target_name)
-    mlflow.log_input(dataset, context=context)
+    try:
+        mlflow.log_input(dataset, context=context)
+    except mlflow.exceptions.MlflowException as error:
+        # Two runs logging the same data set at the same moment (two users, two queued
+        # experiments) race in MLflow's store, which looks the data set up and then inserts
+        # it: the later insert breaks its unique key. Logged again, it finds the row.
+        message = str(error).lower()
+        if "dataset" not in message or not ("unique" in message or "duplicate" in message):
+            raise
+        mlflow.log_input(dataset, context=context)

@@ -53,6 +53,7 @@ optuna.logging.set_verbosity(optuna.logging.ERROR)  # the stage prints one line 
 
 
 def storage_url(params: Params) -> str:
+    """tune.storage, or the default SQLite file. Shown through tracking.shown (no password)."""
     return params.tune.storage or f"sqlite:///{tracking.repo_root() / STORE_FILE}"
 
 
@@ -83,14 +84,13 @@ def open_study(params: Params, name: str) -> optuna.Study:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             storage = optuna.storages.RDBStorage(
                 url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite")
-                else None)
+                engine_kwargs={"connect_args": tracking.connect_args(url)})
         existing = len(optuna.load_study(study_name=name, storage=storage).trials)
     except KeyError:  # no such study yet
         existing = 0
     except Exception as error:  # SQLAlchemy's errors for a bad URL or an unreachable server
-        raise DeepnormalError(f"cannot use the Optuna storage {url}: {first_line(error, 300)}; "
-                              "check tune.storage") from None
+        raise DeepnormalError(f"cannot use the Optuna storage {tracking.shown(url)}: "
+                              f"{first_line(error, 300)}; check tune.storage") from None
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=10)
               if t.prune else optuna.pruners.NopPruner())
     return optuna.create_study(
@@ -286,11 +286,14 @@ def search_run(study: optuna.Study, experiment_id: str, params: Params):
             run = mlflow.start_run(experiment_id=experiment_id, run_name=study.study_name,
                                    tags=tracking.run_tags() | {"deepnormal.kind": "tune"})
             study.set_user_attr(PARENT_RUN_ATTR, run.info.run_id)
-            mlflow.log_params(params.flat(("tune",)) | {"tune.study": study.study_name})
+            mlflow.log_params(params.flat(("tune",)) | {"tune.study": study.study_name,
+                                                         "tune.storage": tracking.shown(
+                                                             storage_url(params))})
         else:
             run = mlflow.start_run(run_id=parent)
             mlflow.set_tags(tracking.owner_tags())
-    with run, tracking.killed_on_interrupt(SEARCH_INTERRUPTED):
+    with tracking.recording_failures("tuning"), run, tracking.killed_on_interrupt(
+            SEARCH_INTERRUPTED):
         yield run
 
 
