@@ -51,6 +51,27 @@ def test_a_password_in_a_store_url_is_never_shown():
         assert shown(url) == url
 
 
+def test_a_failing_tracking_server_is_described_in_a_few_words():
+    from deepnormal.tracking import store_error
+
+    retried = ("API request to http://h:5000/api/2.0/mlflow/runs/get?run_id=7 failed with "
+               "exception HTTPConnectionPool(host='h', port=5000): Max retries exceeded with url: "
+               "/api/2.0/mlflow/runs/get?run_id=7 (Caused by ResponseError('too many 503 error "
+               "responses'))")
+    assert store_error(Exception(retried)) == (
+        "/api/2.0/mlflow/runs/get: too many 503 error responses (the server is up; its backend "
+        "store, such as its database, is not answering)")
+    refused = ("HTTPConnectionPool(host='h', port=5000): Max retries exceeded with url: /api/2.0/"
+               "mlflow/experiments/get-by-name?experiment_name=x (Caused by NewConnectionError("
+               "'<urllib3.connection.HTTPConnection object at 0x7f>: Failed to establish a new "
+               "connection: [Errno 111] Connection refused'))")
+    assert store_error(Exception(refused)) == (
+        "/api/2.0/mlflow/experiments/get-by-name: Failed to establish a new connection: "
+        "[Errno 111] Connection refused")
+    assert store_error(Exception("(sqlite3.OperationalError) database is locked\nmore")) == (
+        "(sqlite3.OperationalError) database is locked")
+
+
 # --- The page ---------------------------------------------------------------------------------
 
 
@@ -396,7 +417,8 @@ def test_the_database_stopping_during_training_is_one_line_and_the_next_run_is_c
     (message,) = error_lines(output)
     assert message.startswith(f"error: the MLflow tracking store at {server} failed while "
                               "training: "), message
-    assert "Rerun `dvc repro` once the store is back" in message
+    assert "too many 503 error responses (the server is up; its backend store, such as its " \
+           "database, is not answering). Rerun `dvc repro` once the store is back" in message
     assert data_outputs(root) == before
 
     edit_params(root, {"train": {"max_epochs": 3}})

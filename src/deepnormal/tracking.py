@@ -10,8 +10,10 @@ overrides the store (and the server then decides where artifacts go).
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
+import urllib.parse
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -137,7 +139,7 @@ def find_run(run_id: str, recorded_in: Path) -> None:
 
 
 def _reach_store(action):
-    from deepnormal.errors import DeepnormalError, first_line
+    from deepnormal.errors import DeepnormalError
 
     for key, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(key, value)
@@ -147,7 +149,7 @@ def _reach_store(action):
     except DeepnormalError:
         raise
     except Exception as error:  # MlflowException, requests' ConnectionError, sqlite errors...
-        message = first_line(error, 300)
+        message = store_error(error)
         if "database is locked" in message:
             advice = ("another process holds the SQLite store (an open `sqlite3` shell, a "
                       "stuck job); close it and rerun")
@@ -195,15 +197,43 @@ def recording_failures(what: str):
     import mlflow
     import requests
 
-    from deepnormal.errors import DeepnormalError, first_line
+    from deepnormal.errors import DeepnormalError
 
+    failures = (mlflow.exceptions.MlflowException, requests.exceptions.RequestException)
     try:
         yield
-    except (mlflow.exceptions.MlflowException, requests.exceptions.RequestException) as error:
+    except failures as error:
+        # The first failure says most: later ones come from closing the run on the same
+        # broken store (Lightning's logger, mlflow.start_run's exit).
+        while isinstance(error.__context__, failures):
+            error = error.__context__
         raise DeepnormalError(
             f"the MLflow tracking store at {shown(tracking_uri())} failed while {what}: "
-            f"{first_line(error, 300)}. Rerun `dvc repro` once the store is back"
+            f"{store_error(error)}. Rerun `dvc repro` once the store is back"
         ) from None
+
+
+# requests' message when MLflow's HTTP client gives up, alone or inside MLflow's "API request
+# to <url> failed with exception ...": "HTTPConnectionPool(host=..., port=...): Max retries
+# exceeded with url: /api/2.0/mlflow/runs/get?run_id=... (Caused by ResponseError('too many
+# 503 error responses'))"; a refused connection's cause starts with "<urllib3... object>: ".
+REST_FAILURE = re.compile(r"Max retries exceeded with url: (\S+) \(Caused by \w+\("
+                          r"'(?:<[^>]*>: )?(.+?)'\)\)")
+
+
+def store_error(error: BaseException) -> str:
+    """What went wrong with a store, in a few words: for a tracking server, the endpoint and
+    the cause (a 503 is the server's own store failing), else the error's first line."""
+    from deepnormal.errors import first_line
+
+    text = first_line(error)
+    failed = REST_FAILURE.search(text)
+    if not failed:
+        return text[:300]
+    endpoint, cause = urllib.parse.urlsplit(failed.group(1)).path, failed.group(2)
+    if " 503 " in f" {cause} ":
+        cause += " (the server is up; its backend store, such as its database, is not answering)"
+    return f"{endpoint}: {cause}"
 
 
 def _experiment_id(experiment_name: str):
