@@ -259,9 +259,9 @@ def test_two_users_at_once_both_finish_with_everything_on_postgresql(server, two
     # The runs are rows of the team's database; the files are in the artifact destination.
     stored = dict(database_rows(cluster, "mlflow", "SELECT run_uuid, status FROM runs"))
     assert {stored[found.info.run_id] for found in runs.values()} == {"FINISHED"}
-    checkpoints = [path for path in doc.artifacts.rglob("model.ckpt")
-                   if path.parent.name == "checkpoints"]
-    assert len(checkpoints) == 2
+    for found in runs.values():  # <destination>/<experiment id>/<run id>/artifacts/...
+        (checkpoint,) = doc.artifacts.glob(f"*/{found.info.run_id}/artifacts/checkpoints/*")
+        assert checkpoint.name == "model.ckpt"
     for root in two_users.values():
         assert not (root / "mlflow.db").exists() and not (root / "mlartifacts").exists()
 
