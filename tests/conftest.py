@@ -129,6 +129,40 @@ def clone(pristine, tmp_path) -> Path:
     return clone_of(pristine, tmp_path / "repo")
 
 
+def outputs(root: Path, scratch: bool = True) -> dict[str, bytes]:
+    """Every stage output, byte for byte; `scratch=False` leaves out the scratch folders of a
+    stage that did not finish (data/.partial-*)."""
+    return {str(path.relative_to(root)): path.read_bytes()
+            for path in sorted((root / "data").rglob("*"))
+            if path.is_file() and (scratch or "/.partial-" not in str(path))}
+
+
+def error_lines(output: str) -> list[str]:
+    """The stages' own one-line messages in a command's output."""
+    return [line for line in output.splitlines() if line.startswith("error: ")]
+
+
+def default_ctrl_c() -> None:
+    """Ctrl-C as a terminal delivers it, even when this test runs under a shell that ignores
+    SIGINT for its background jobs (Python then never installs its KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def start_long_training(root: Path, command: list[str] | None = None,
+                        **env: str) -> subprocess.Popen:
+    """`dvc repro` (or `command`) with a train stage long enough to interrupt; returns once
+    it trains."""
+    edit_params(root, {"train": {"max_epochs": 100_000, "max_steps": 10**9, "patience": 1.0}})
+    process = subprocess.Popen(command or [sys.executable, "-m", "dvc", "repro"], cwd=root,
+                               env=tool_env(**env), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                               preexec_fn=default_ctrl_c)
+    for line in process.stdout:
+        if line.startswith("epoch    1/"):  # the first progress line: the run is open
+            return process
+    raise AssertionError(f"training never started (exit {process.wait()})")
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -24,19 +24,16 @@ import yaml
 from tests.conftest import (
     dvc,
     edit_params,
+    error_lines,
     mlflow_client,
+    outputs,
     search_all,
     stages_run,
+    start_long_training,
     tool_env,
 )
 
 pytestmark = pytest.mark.pipeline
-
-
-def outputs(root: Path) -> dict[str, bytes]:
-    """Every stage output, byte for byte."""
-    return {str(path.relative_to(root)): path.read_bytes()
-            for path in sorted((root / "data").rglob("*")) if path.is_file()}
 
 
 def runs(root: Path):
@@ -45,15 +42,10 @@ def runs(root: Path):
     return search_all(mlflow_client(root))
 
 
-def error_lines(result: subprocess.CompletedProcess) -> list[str]:
-    """The stage's own one-line messages."""
-    return [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-
-
 def the_message(result: subprocess.CompletedProcess) -> str:
     """The one line that explains a failed `dvc repro`: the stage's own, or DVC's when DVC
     stops before the stage runs (a dependency or a declared param is missing)."""
-    ours = error_lines(result)
+    ours = error_lines(result.stderr)
     if ours:
         (message,) = ours
         return message
@@ -87,7 +79,7 @@ def test_bad_params_stop_before_any_work(clone, case, text, expected):
         # Run directly, the stage names the section itself.
         direct = subprocess.run([sys.executable, "stages/train.py"], cwd=clone,
                                 env=tool_env(), capture_output=True, text=True)
-        assert error_lines(direct) == [
+        assert error_lines(direct.stderr) == [
             "error: params.yaml: missing section 'compute'; params.yaml needs: data, "
             "generate, model, train, compute, lr_find, evaluate, tracking, tune"], direct.stderr
 
@@ -101,7 +93,7 @@ def test_unreadable_params_file_names_the_file(clone):
     # Run directly, the stage itself says where the YAML breaks.
     direct = subprocess.run([sys.executable, "stages/train.py"], cwd=clone, env=tool_env(),
                             capture_output=True, text=True)
-    assert error_lines(direct) == [
+    assert error_lines(direct.stderr) == [
         "error: params.yaml is not valid YAML at line 2, column 1: expected ',' or ']', "
         "but got '<stream end>'"], direct.stderr
     assert outputs(clone) == before and runs(clone) == []
@@ -114,7 +106,7 @@ def test_compute_settings_the_machine_lacks_stop_before_a_run_opens(clone):
     result = subprocess.run([sys.executable, "stages/train.py"], cwd=clone, env=tool_env(),
                             capture_output=True, text=True)
     assert result.returncode == 2
-    assert error_lines(result) == [
+    assert error_lines(result.stderr) == [
         "error: params.yaml 'compute': No supported gpu backend found!"], result.stderr
     assert outputs(clone) == before and runs(clone) == []
 
@@ -158,30 +150,12 @@ def test_diverging_lr_fails_train_and_evaluate_never_runs(clone):
     result = dvc("repro", "--downstream", "train", cwd=clone, check=False)
     assert result.returncode != 0
     assert stages_run(result.stdout) == ["train"]  # evaluate never ran
-    (message,) = error_lines(result)
+    (message,) = error_lines(result.stderr)
     assert "non-finite" in message and "learning rate is too high" in message, message
     assert [run.info.status for run in runs(clone)] == ["FAILED"]
     # No checkpoint of the diverged run is presented as a trained model; no scratch remains.
     assert outputs(clone) == before | {"data/lr_find/lr.json": lr_json.read_bytes()}
     assert not list((clone / "data").glob(".partial-*"))
-
-
-def default_ctrl_c() -> None:
-    """Ctrl-C as a terminal delivers it, even when this test runs under a shell that ignores
-    SIGINT for its background jobs (Python then never installs its KeyboardInterrupt)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def start_long_training(root: Path) -> subprocess.Popen:
-    """`dvc repro` with a train stage long enough to interrupt; returns once it trains."""
-    edit_params(root, {"train": {"max_epochs": 100_000, "max_steps": 10**9, "patience": 1.0}})
-    process = subprocess.Popen([sys.executable, "-m", "dvc", "repro"], cwd=root, env=tool_env(),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True, preexec_fn=default_ctrl_c)
-    for line in process.stdout:
-        if line.startswith("epoch    1/"):  # the first progress line: the run is open
-            return process
-    raise AssertionError(f"training never started (exit {process.wait()})")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
@@ -231,7 +205,7 @@ def test_locked_store_is_a_clear_error_within_seconds(clone):
     finally:
         holder.execute("ROLLBACK")
         holder.close()
-    (message,) = error_lines(result)
+    (message,) = error_lines(result.stderr)
     assert "database is locked" in message and "another process" in message, message
     assert waited < 60
     assert outputs(clone) == before
@@ -241,5 +215,5 @@ def test_locked_store_is_a_clear_error_within_seconds(clone):
 def test_evaluate_with_the_store_gone_says_how_to_recover(clone):
     # The clone has no store: the run recorded by train is not there.
     result = dvc("repro", "--force", "-s", "evaluate", cwd=clone, check=False)
-    (message,) = error_lines(result)
+    (message,) = error_lines(result.stderr)
     assert "is not in the MLflow store" in message and "dvc repro --force -s train" in message

@@ -29,10 +29,13 @@ from tests.conftest import (
     REPO,
     clone_of,
     edit_params,
+    error_lines,
     free_port,
+    outputs,
     run,
     serving,
     stages_run,
+    start_long_training,
     tool_env,
 )
 from tests.postgres import throwaway_cluster
@@ -291,7 +294,7 @@ def trial_numbers(output: str) -> list[int]:
 @pipeline_tests
 def test_two_tuning_workers_fill_one_study_and_its_winner_trains(server, doc, cluster, pristine,
                                                                   tmp_path):
-    trials = 8
+    trials = 10  # long enough for the second worker to join (it starts in 10-20 s)
     tune = {"trials": trials, "prune": False,
             "space": {"model.hidden_sizes": [[4], [8]],
                       "lr_find.fixed_lr": {"low": 3e-3, "high": 1e-2, "log": True}}}
@@ -381,17 +384,6 @@ def test_a_teammate_pulls_the_outputs_instead_of_recomputing_them(server, doc, p
 # --- Faults -----------------------------------------------------------------------------------
 
 
-def data_outputs(root: Path) -> dict[str, bytes]:
-    """Every stage output, byte for byte (scratch folders of an unfinished stage aside)."""
-    return {str(path.relative_to(root)): path.read_bytes()
-            for path in sorted((root / "data").rglob("*"))
-            if path.is_file() and "/.partial-" not in str(path)}
-
-
-def error_lines(output: str) -> list[str]:
-    return [line for line in output.splitlines() if line.startswith("error: ")]
-
-
 @pipeline_tests
 def test_the_database_stopping_during_training_is_one_line_and_the_next_run_is_clean(
         server, doc, cluster, pristine, tmp_path):
@@ -399,15 +391,10 @@ def test_the_database_stopping_during_training_is_one_line_and_the_next_run_is_c
     env = doc.env(4)
     edit_params(root, {"train": {"max_epochs": 4}, "tracking": {"experiment_name": "team-down"}})
     run(["dvc", "repro"], root, **env)  # an earlier, finished run
-    before = data_outputs(root)
+    before = outputs(root)
 
-    edit_params(root, {"train": {"max_epochs": 100_000, "max_steps": 10**9, "patience": 1.0}})
-    training = subprocess.Popen(doc.command(4, "dvc repro"), cwd=root, env=tool_env(**env),
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    training = start_long_training(root, doc.command(4, "dvc repro"), **env)
     try:
-        for line in training.stdout:
-            if line.startswith("epoch    1/"):  # the run is open and training
-                break
         cluster.stop()
         output = training.communicate(timeout=300)[0]
     finally:
@@ -419,7 +406,7 @@ def test_the_database_stopping_during_training_is_one_line_and_the_next_run_is_c
                               "training: "), message
     assert "too many 503 error responses (the server is up; its backend store, such as its " \
            "database, is not answering). Rerun `dvc repro` once the store is back" in message
-    assert data_outputs(root) == before
+    assert outputs(root, scratch=False) == before
 
     edit_params(root, {"train": {"max_epochs": 3}})
     rerun = run(["dvc", "repro"], root, **env).stdout
@@ -433,7 +420,7 @@ def test_the_database_stopping_during_training_is_one_line_and_the_next_run_is_c
 def test_a_wrong_password_is_one_line_within_seconds(database, doc, cluster, pristine,
                                                      tmp_path):
     root = clone_of(pristine, tmp_path / "repo")
-    before = data_outputs(root)
+    before = outputs(root)
     # tune.storage as the page writes it, with a wrong PGPASSWORD.
     edit_params(root, {"tune": doc.tune_params()["tune"]})
     started = time.monotonic()
@@ -457,4 +444,4 @@ def test_a_wrong_password_is_one_line_within_seconds(database, doc, cluster, pri
     assert 'password authentication failed for user "team"' in message
     assert "wrong-password" not in result.stdout + result.stderr
     assert waited < 60
-    assert data_outputs(root) == before
+    assert outputs(root, scratch=False) == before

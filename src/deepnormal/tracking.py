@@ -161,14 +161,23 @@ def _reach_store(action):
         ) from None
 
 
+# Database servers whose drivers take a connect_timeout (seconds).
+NETWORK_DATABASES = ("postgresql", "mysql")
+
+
+def database_kind(url: str) -> str:
+    """'postgresql' for postgresql+psycopg://..., 'sqlite', 'http', ..."""
+    return url.partition("://")[0].partition("+")[0]
+
+
 def connect_args(url: str) -> dict:
     """SQLAlchemy connect_args for a database URL: SQLite waits for a busy file rather than
     failing at once; PostgreSQL and MySQL give up on a host that does not answer after 10 s
     (their drivers would wait for the operating system's TCP timeout, minutes)."""
-    kind = url.partition("://")[0].partition("+")[0]
+    kind = database_kind(url)
     if kind == "sqlite":
         return {"timeout": 60}
-    return {"connect_timeout": 10} if kind in ("postgresql", "mysql") else {}
+    return {"connect_timeout": 10} if kind in NETWORK_DATABASES else {}
 
 
 def probe_database(uri: str) -> None:
@@ -176,7 +185,7 @@ def probe_database(uri: str) -> None:
     (MLFLOW_TRACKING_URI=postgresql+psycopg://...). MLflow retries a database it cannot reach
     (a wrong password, a host that is down) ten times with growing pauses, about 100 s, a
     count no setting changes; one attempt first says what is wrong within seconds."""
-    if uri.partition("://")[0].partition("+")[0] not in ("postgresql", "mysql"):
+    if database_kind(uri) not in NETWORK_DATABASES:
         return
     import sqlalchemy
 
