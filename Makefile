@@ -35,7 +35,7 @@ check: dev
 	python -m pytest -m "not pipeline"
 
 benchmark: dev
-	python benchmarks/performance.py
+	python -m benchmarks.performance
 
 ui: setup
 	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000

@@ -1,6 +1,6 @@
 """Benchmark: time per epoch of the train stage's Lightning loop against a plain PyTorch loop.
 
-    python benchmarks/loop_overhead.py [--batch-size 64] [--epochs 30] [--runs 15]
+    python -m benchmarks.loop_overhead [--batch-size 64] [--epochs 30] [--runs 15]
                                        [--train-rows 1200] [--ensemble-size M]
                                        [--hidden-sizes 64 64]
 
@@ -20,26 +20,19 @@ import contextlib
 import io
 import itertools
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-
 
 def default_params(batch_size: int, epochs: int, model: dict | None = None):
     """params.yaml's, for a timing run; `model` overrides entries of the model section."""
-    from deepnormal.config import load_params
+    from benchmarks.common import params_for
 
-    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
-    params = params.model_copy(update={"model": params.model.model_copy(update=model or {})})
-    train = params.train.model_copy(update={
-        "batch_size": batch_size, "max_epochs": epochs, "max_steps": 10**9, "patience": 1.0,
-        "lr_schedule": "constant"})
-    compute = params.compute.model_copy(update={"accelerator": "cpu", "devices": 1})
-    return params.model_copy(update={"train": train, "compute": compute})
+    return params_for({f"model.{key}": value for key, value in (model or {}).items()} | {
+        "train.batch_size": batch_size, "train.max_epochs": epochs, "train.max_steps": 10**9,
+        "train.patience": 1.0, "train.lr_schedule": "constant", "compute.accelerator": "cpu",
+        "compute.devices": 1})
 
 
 def splits(n_train: int, seed: int = 0):
@@ -49,7 +42,8 @@ def splits(n_train: int, seed: int = 0):
 
     from deepnormal import synthetic
     from deepnormal.config import GenerateParams
-    from deepnormal.data import NUMERIC, Split
+    from deepnormal.data import NUMERIC
+    from deepnormal.prepared import Split
 
     g = GenerateParams()
     n_val = max(n_train // 4, 100)
@@ -103,8 +97,8 @@ def plain_epoch_seconds(params, train, val, lr: float) -> list[float]:
 
     torch.manual_seed(params.train.seed)
     encoder = fit_encoder(params, train)
-    net = DeepNormalModule.from_params(params.model, params.train, encoder.to_dict(), lr,
-                                       max_epochs=params.train.max_epochs).net
+    net = DeepNormalModule.for_fit(encoder, params.model, params.train, lr,
+                                   max_epochs=params.train.max_epochs).net
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     loader = member_batches(train, encoder, batch_size(len(train), params.train),
                             params.model.ensemble_size, seed=params.train.seed)

@@ -1,6 +1,6 @@
 """Benchmark: every speed figure of the pipeline in one table (docs/performance.md).
 
-    python benchmarks/performance.py [--runs 3] [--train-runs 5] [--sizes 1e3,1e4,1e5,1e6]
+    python -m benchmarks.performance [--runs 3] [--train-runs 5] [--sizes 1e3,1e4,1e5,1e6]
                                      [--only pipeline tracking loop scaling]
 
 Works in temporary copies of the repository (their own MLflow store and DVC cache), so the
@@ -31,10 +31,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # peers.py
+from benchmarks.common import scored_peer
 from benchmarks.loop_overhead import compare
-from tests.conftest import copy_repo, dvc, edit_params, tool_env
+from benchmarks.workspace import copy_repo, dvc, edit_params, tool_env
 
 # The tune stage (a no-op unless tune.enabled) writes the result lr_find and train read.
 STAGES = ("generate", "tune", "lr_find", "train", "evaluate")
@@ -144,7 +143,7 @@ def loop_figures(runs: int) -> None:
     record(f"epoch at batch 64 ({found['steps']} steps, {found['threads']} threads), "
            "Lightning / plain PyTorch",
            f"{found['lightning_ms']:.1f} / {found['plain_ms']:.1f} ms = {ratio:.2f}", "",
-           f"python benchmarks/loop_overhead.py (single runs {low:.2f}..{high:.2f})")
+           f"python -m benchmarks.loop_overhead (single runs {low:.2f}..{high:.2f})")
 
 
 FEATURES = [f"x{i}" for i in range(8)]
@@ -189,10 +188,9 @@ def scaling_run(n: int, root: Path, seed: int = 0, accelerator: str = "auto") ->
     """One cold pipeline on an n-row table drawn with `seed`, then CatBoost on the very same
     splits."""
     import numpy as np
-    from peers import scored_peer
     from scipy import stats
 
-    from deepnormal.data import read_splits
+    from deepnormal.prepared import read_splits
 
     heteroscedastic_table(n, seed).to_parquet(root / "scaling.parquet")
     edit_params(root, {"data": {"source": "file", "path": "scaling.parquet", "target": "y",
@@ -291,7 +289,7 @@ def main() -> None:
 
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     machine = (f"{platform.node()}: {os.cpu_count()} CPUs, {device}, torch {torch.__version__}, "
-               f"{time.strftime('%Y-%m-%d')}; command: python benchmarks/performance.py "
+               f"{time.strftime('%Y-%m-%d')}; command: python -m benchmarks.performance "
                f"--runs {args.runs} --train-runs {args.train_runs} --sizes {args.sizes} "
                f"--only {' '.join(args.only)}")
     with tempfile.TemporaryDirectory(prefix="deepnormal-perf-") as tmp:

@@ -1,6 +1,6 @@
 """Benchmark: how good the default model is, on the reference problem and on real tables.
 
-    python benchmarks/quality.py [--quick] [--only reference tables as-they-come peers]
+    python -m benchmarks.quality [--quick] [--only reference tables as-they-come peers]
                                  [--tables NAME ...] [--ensemble-only]
                                  [--set section.key=value]
 
@@ -54,38 +54,26 @@ from pathlib import Path
 
 import yaml
 
-from deepnormal.config import Params, parse_params
+from benchmarks.common import (
+    CHOSEN_ON,
+    PEERS,
+    REPORTED,
+    TABLES,
+    params_for,
+    prepared_splits,
+    print_rows,
+    scored_peer,
+    table_overrides,
+)
 
-REPO = Path(__file__).resolve().parents[1]
-
-TABLES = {  # name: (file, target); every other column is a feature
-    "diabetes": ("examples/diabetes.csv", "progression"),
-    "engel": ("examples/engel.csv", "foodexp"),
-    "wage": ("examples/wage.csv", "wage"),
-}
+# The tables of the "tables" section: the first three ever measured.
+TABLE_SECTION = ("diabetes", "engel", "wage")
 # Tables with text or yes/no columns (and, for wage and hitters, a skewed positive target):
 # "Your table as it comes" measures using those columns against dropping them, and the
 # log-normal family against the normal one.
-TEXT_TABLES = {
-    "wage": ("examples/wage.csv", "wage"),
-    "hitters": ("examples/hitters.csv", "Salary"),
-    "carseats": ("examples/carseats.csv", "Sales"),
-}
+TEXT_TABLES = ("wage", "hitters", "carseats")
 SKEWED = ("wage", "hitters")
-# The side-by-side with the peers. Defaults are chosen on the first five (every table the
-# project's defaults were ever measured on); the last four are only reported, never used
-# to choose anything (examples/README.md says where each comes from).
-CHOSEN_ON = ("diabetes", "engel", "wage", "hitters", "carseats")
-REPORTED = ("auto", "credit", "college", "bikeshare")
-HELD_OUT_TABLES = {
-    "auto": ("examples/auto.csv", "mpg"),
-    "credit": ("examples/credit.csv", "Balance"),
-    "college": ("examples/college.csv", "Apps"),
-    "bikeshare": ("examples/bikeshare.csv", "bikers"),
-}
-LARGE = ("bikeshare",)
-CATEGORICAL_NUMBERS = {"auto": ["origin"]}  # numeric codes that name categories
-ALL_TABLES = TABLES | TEXT_TABLES | HELD_OUT_TABLES
+LARGE = ("bikeshare",)  # one train seed in the side-by-side
 TARGETS = {
     "reference mean gap": 0.08, "reference worst gap": 0.12, "train-seed spread": 0.04,
     "kernel-set difference": 0.04, "coverage low": 0.93, "coverage high": 0.97,
@@ -125,65 +113,15 @@ class Fit:
         return self.nll - self.oracle_nll
 
 
-def params_with(overrides: dict[str, object]) -> Params:
-    """params.yaml with `section.key` overrides on top, validated."""
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    for key, value in overrides.items():
-        section, name = key.split(".")
-        raw[section][name] = value
-    return parse_params(raw)
-
-
-def splits_for(params: Params, workdir: Path) -> dict:
-    """The splits the generate stage writes for these params, read back as the stages do."""
-    import pandas as pd
-
-    from deepnormal import synthetic
-    from deepnormal.data import (
-        SYNTHETIC_COLUMNS,
-        load_table,
-        prepare_table,
-        read_splits,
-        split_indices,
-        split_path,
-        write_columns,
-        write_split,
-    )
-    from deepnormal.family_choice import AUTO, choose_for_prepared
-
-    g, d = params.generate, params.data
-    if d.source == "synthetic":
-        x, y = synthetic.sample(g)
-        frame = pd.DataFrame(dict(zip(SYNTHETIC_COLUMNS, (x, y), strict=True)))
-        parts = {name: frame.iloc[index] for name, index in
-                 split_indices(g.n, g.val_fraction, g.test_fraction, g.seed).items()}
-        kinds = {SYNTHETIC_COLUMNS[0]: "numeric"}
-    else:
-        from deepnormal.family import family
-
-        parts, report = prepare_table(
-            load_table(REPO / d.path), d.features, d.target, None, d.path,
-            (g.val_fraction, g.test_fraction, g.seed), categorical=d.categorical,
-            missing=d.missing, family=family("normal" if params.model.distribution == AUTO
-                                             else params.model.distribution))
-        kinds = report.kinds
-    for name, part in parts.items():
-        write_split(part, split_path(workdir, name))
-    choice = choose_for_prepared(params.model.distribution, workdir, parts, kinds)
-    write_columns(workdir, kinds, d.target if d.source == "file" else SYNTHETIC_COLUMNS[1],
-                  family=choice.as_dict())
-    return read_splits(workdir)
-
-
 def run_pipeline(problem: str, overrides: dict[str, object], extra: dict[str, object]) -> Fit:
     """generate -> lr_find -> train -> evaluate for one problem, in this process."""
     from deepnormal.evaluation import evaluate
-    from deepnormal.trained import load_model
+    from deepnormal.inference import load_model
     from deepnormal.training import find_lr, fit
 
-    params = params_with(extra | overrides)
+    params = params_for(extra | overrides)
     with tempfile.TemporaryDirectory(prefix="deepnormal-quality-") as tmp:
-        splits = splits_for(params, Path(tmp))
+        splits = prepared_splits(params, Path(tmp))
         start = time.perf_counter()
         quiet = io.StringIO()  # the stages' progress lines, the lr finder's progress bar
         with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
@@ -191,7 +129,7 @@ def run_pipeline(problem: str, overrides: dict[str, object], extra: dict[str, ob
             result = fit(params, splits["train"], splits["val"], choice.lr, Path(tmp) / "out")
         seconds = time.perf_counter() - start
         report, _ = evaluate(load_model(result.checkpoint), splits, params, [0.95])
-    test = report["test"]
+    test = report.test
     uncalibrated = test.get("model_uncalibrated", test["model"])
     curve = [row["val_nll"] for row in result.history]
     swing = max((abs(b - a) for a, b in zip(curve[1:], curve[2:], strict=False)), default=0.0)
@@ -201,43 +139,19 @@ def run_pipeline(problem: str, overrides: dict[str, object], extra: dict[str, ob
                test["model"]["picp_95"],
                test["linear"]["nll"], test["linear"]["picp_95"], swing,
                test["oracle"]["nll"] if "oracle" in test else None,
-               report["family"])
-
-
-def table_overrides(name: str, numeric_only: bool = False) -> dict[str, object]:
-    """Every other column as a feature; with numeric_only, only the numeric ones."""
-    import pandas as pd
-
-    from deepnormal.data import NUMERIC, column_kinds
-
-    path, target = ALL_TABLES[name]
-    table = pd.read_csv(REPO / path)
-    features = [c for c in table.columns if c != target]
-    categorical = CATEGORICAL_NUMBERS.get(name, [])
-    if numeric_only:
-        kinds, _ = column_kinds(table, features, categorical, path)
-        features = [c for c in features if kinds[c] == NUMERIC]
-        categorical = []
-    return {"data.source": "file", "data.path": path, "data.target": target,
-            "data.features": features, "data.categorical": categorical}
+               report.family)
 
 
 def in_child(overrides: dict[str, object], extra: dict[str, object], env: dict) -> Fit:
     """One reference run in a fresh process with extra environment (torch reads
     ATEN_CPU_CAPABILITY when it is imported)."""
-    command = [sys.executable, __file__, "--child", json.dumps([overrides, extra])]
-    result = subprocess.run(command, env=os.environ | env, capture_output=True, text=True)
+    command = [sys.executable, "-m", "benchmarks.quality", "--child",
+               json.dumps([overrides, extra])]
+    result = subprocess.run(command, env=os.environ | env, capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parents[1])
     if result.returncode != 0:
         raise RuntimeError(f"child run failed:\n{result.stderr[-3000:]}")
     return Fit(**json.loads(result.stdout.strip().splitlines()[-1]))
-
-
-def print_rows(title: str, header: list[str], rows: list[list]) -> None:
-    print(f"\n{title}")
-    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(header)]
-    print("  ".join(str(h).rjust(w) for h, w in zip(header, widths, strict=True)))
-    for row in rows:
-        print("  ".join(str(v).rjust(w) for v, w in zip(row, widths, strict=True)), flush=True)
 
 
 def reference(quick: bool, extra: dict) -> dict:
@@ -284,7 +198,7 @@ def tables(quick: bool, extra: dict) -> dict:
     """Each table: five splits x three train seeds, the default ensemble and one network."""
     splits, train_seeds = ([0, 1], [0]) if quick else ([0, 1, 2, 3, 4], [0, 1, 2])
     found = {}
-    for name in TABLES:
+    for name in TABLE_SECTION:
         fits = {}
         for members in ("default", 1):
             size = {} if members == "default" else {"model.ensemble_size": 1}
@@ -305,7 +219,7 @@ def tables(quick: bool, extra: dict) -> dict:
                          f"{statistics.mean(f.coverage_95 for f in default):.3f}",
                          round(statistics.mean(f.epochs for f in default))])
         size = fits["default"][0].ensemble_size
-        print_rows(f"{name} ({TABLES[name][0]}), random splits; model figures are means over "
+        print_rows(f"{name} ({TABLES[name].path}), random splits; model figures are means over "
                    f"train seeds {', '.join(map(str, train_seeds))}",
                    ["split", "line NLL", "single NLL", f"M={size} NLL", "mixture NLL",
                     "worst - line", "line cov95", "single cov95", f"M={size} cov95", "epochs"],
@@ -355,7 +269,7 @@ def as_they_come(quick: bool, extra: dict) -> dict:
                       for s in splits for t in train_seeds]
                 for arm, overrides in arms.items()}
         base = fits["all columns"]
-        print_rows(f"{name} ({TEXT_TABLES[name][0]}): {len(splits)} splits x train seeds "
+        print_rows(f"{name} ({TABLES[name].path}): {len(splits)} splits x train seeds "
                    f"{', '.join(map(str, train_seeds))}",
                    ["arm", "test NLL", "vs all columns (per split)", "cov95", "line NLL",
                     "fit s"],
@@ -405,8 +319,6 @@ def side_by_side(quick: bool, extra: dict, names: list[str], ensemble_only: bool
     each; 0 alone on the large table) beside NGBoost and CatBoost (fitted once a split: both
     are deterministic given the split) and the homoscedastic line, on the very same
     splits."""
-    from peers import PEERS, scored_peer
-
     splits, all_seeds = ([0, 1], [0]) if quick else ([0, 1, 2, 3, 4], [0, 1, 2])
     found = {}
     for name in names:
@@ -416,7 +328,7 @@ def side_by_side(quick: bool, extra: dict, names: list[str], ensemble_only: bool
         for seed in splits:
             base = table_overrides(name) | {"generate.seed": seed}
             with tempfile.TemporaryDirectory() as tmp:
-                data = splits_for(params_with(extra | base), Path(tmp))
+                data = prepared_splits(params_for(extra | base), Path(tmp))
             for label, peer in PEERS.items():
                 result = scored_peer(peer, data)
                 arms.setdefault(label, Arm()).add(result.nll, result.crps, result.coverage_95,
@@ -437,7 +349,7 @@ def side_by_side(quick: bool, extra: dict, names: list[str], ensemble_only: bool
         families = sorted({f.family for f in fits})  # the last split's model fits
         kind += f"; family {'/'.join(families)}"
         catboost_seconds = statistics.mean(arms["CatBoost"].seconds)
-        print_rows(f"{name} ({ALL_TABLES[name][0]}, {rows:,} rows; {kind}): {len(splits)} "
+        print_rows(f"{name} ({TABLES[name].path}, {rows:,} rows; {kind}): {len(splits)} "
                    f"splits, models x train seeds {', '.join(map(str, train_seeds))}",
                    ["", "test NLL", "splits sd", "CRPS", "cov95", "fit s", "fit / CatBoost"],
                    [[label, *arm.text(), f"{statistics.mean(arm.seconds) / catboost_seconds:.1f}"]

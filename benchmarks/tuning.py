@@ -1,7 +1,7 @@
 """Benchmark: what the tune stage's search buys over the defaults, on the quality benchmark's
 problems.
 
-    python benchmarks/tuning.py [--trials 30] [--quick] [--only reference tables]
+    python -m benchmarks.tuning [--trials 30] [--quick] [--only reference tables]
 
 For each real table (examples/: diabetes, engel, wage), five random splits (generate.seed
 0-4): the defaults, then a search of --trials trials with params.yaml's tune settings (its
@@ -22,20 +22,12 @@ import argparse
 import contextlib
 import io
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.quality import (
-    TABLES,
-    params_with,
-    print_rows,
-    run_pipeline,
-    splits_for,
-    table_overrides,
-)
+from benchmarks.common import params_for, prepared_splits, print_rows, table_overrides
+from benchmarks.quality import TABLE_SECTION, run_pipeline
 
 
 def quiet_search(params, splits: dict, name: str):
@@ -54,9 +46,9 @@ def tuned_run(problem: str, overrides: dict, trials: int) -> tuple[object, dict,
     """Search on the problem's train/val split, then the pipeline with the winner:
     (the winner's Fit, its values, minutes the search took)."""
     with tempfile.TemporaryDirectory(prefix="deepnormal-tuning-") as tmp:
-        params = params_with(overrides | {"tune.enabled": True, "tune.trials": trials,
+        params = params_for(overrides | {"tune.enabled": True, "tune.trials": trials,
                                           "tune.storage": f"sqlite:///{tmp}/optuna.db"})
-        splits = splits_for(params, Path(tmp))
+        splits = prepared_splits(params, Path(tmp))
         start = time.perf_counter()
         _, winner = quiet_search(params, splits, "benchmark")
         minutes = (time.perf_counter() - start) / 60
@@ -73,8 +65,8 @@ def trial_sequence(storage: str, params, splits: dict, trials: int) -> list[tupl
 def repeat(first: int = 6, resumed_to: int = 10) -> list[list[str]]:
     """The search's reproducibility targets, on diabetes split 0: summary rows."""
     with tempfile.TemporaryDirectory(prefix="deepnormal-tuning-") as tmp:
-        params = params_with(table_overrides("diabetes") | {"tune.enabled": True})
-        splits = splits_for(params, Path(tmp))
+        params = params_for(table_overrides("diabetes") | {"tune.enabled": True})
+        splits = prepared_splits(params, Path(tmp))
         one = trial_sequence(f"sqlite:///{tmp}/one.db", params, splits, first)
         two = trial_sequence(f"sqlite:///{tmp}/two.db", params, splits, first)
         resumed = trial_sequence(f"sqlite:///{tmp}/one.db", params, splits, resumed_to)
@@ -125,7 +117,7 @@ def main() -> None:
     start = time.perf_counter()
     results, lines = {}, []
     if "tables" in args.only:
-        for name in TABLES:
+        for name in TABLE_SECTION:
             results[name] = compare(name, [table_overrides(name) | {"generate.seed": s}
                                            for s in splits], trials)
     if "reference" in args.only:

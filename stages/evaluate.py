@@ -24,16 +24,14 @@ training run in MLflow (unless it was trained with tracking.enabled false).
 """
 
 import argparse
-import json
-
-import pandas as pd
 
 from deepnormal import evaluation, paths, tracking
 from deepnormal.config import load_params
-from deepnormal.data import read_splits
-from deepnormal.errors import DeepnormalError, run_stage
+from deepnormal.errors import run_stage
+from deepnormal.inference import load_model
 from deepnormal.outputs import staged
-from deepnormal.trained import load_model
+from deepnormal.prepared import read_splits
+from deepnormal.train_summary import TrainingRecord
 
 
 def main() -> None:
@@ -42,31 +40,26 @@ def main() -> None:
     params = load_params()
     p = params.evaluate
     splits = read_splits(paths.PREPARED)
-    try:
-        summary = json.loads(paths.TRAIN_SUMMARY.read_text())
-        history = pd.read_csv(paths.HISTORY).to_dict("records")
-    except (OSError, ValueError) as error:
-        raise DeepnormalError(f"training outputs in {paths.TRAIN} are missing or unreadable "
-                              f"({error}); run the train stage") from None
+    training = TrainingRecord.read(paths.TRAIN)
     model = load_model(paths.CHECKPOINT)
 
     synthetic_data = params.data.source == "synthetic"  # only then is there an oracle
     report, predicted = evaluation.evaluate(model, splits, params, p.interval_levels)
     warning = evaluation.quality_warning(report)
     with staged(paths.EVALUATE) as scratch:
-        (scratch / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
-        evaluation.predictions_table(splits["test"], model.family, *predicted["test"]["model"],
+        (scratch / "metrics.json").write_text(report.to_json())
+        evaluation.predictions_table(splits["test"], predicted["test"]["model"],
                                      p.interval_levels).to_csv(scratch / "predictions.csv",
                                                                index=False)
-        evaluation.calibration_table(splits["test"], predicted["test"], model.family).to_csv(
+        evaluation.calibration_table(splits["test"], predicted["test"]).to_csv(
             scratch / "calibration.csv", index=False)
-        evaluation.draw(splits["test"], predicted["test"], model, history, summary,
-                        scratch / "plots", p.plot_max_points, synthetic_data, params)
+        evaluation.draw(splits["test"], predicted["test"], model, training, scratch / "plots",
+                        p.plot_max_points, params.generate if synthetic_data else None)
         (scratch / "summary.md").write_text(
-            evaluation.summary_markdown(report, summary, warning))
+            evaluation.summary_markdown(report, training, warning))
     out = paths.EVALUATE
 
-    test = report["test"]
+    test = report.test
     gap = f", gap to oracle {test['nll_gap']:.4f}" if "nll_gap" in test else ""
     print(f"test NLL {test['model']['nll']:.4f}{gap}, "
           f"95% coverage {test['model'].get('picp_95', float('nan')):.3f}")
@@ -79,15 +72,16 @@ def main() -> None:
     if warning:
         print(f"warning: {warning}")
 
-    if summary["run_id"] is None:  # trained with tracking.enabled false
+    run_id = training.summary.run_id
+    if run_id is None:  # trained with tracking.enabled false
         print("the model was trained without tracking: nothing is logged to MLflow")
         return
     # Local outputs are in place before the store is touched: store trouble loses nothing.
-    tracking.find_run(summary["run_id"], paths.TRAIN_SUMMARY)
+    tracking.find_run(run_id, paths.TRAIN_SUMMARY)
     import mlflow
 
     # Reopens the training run; on an exception the context manager marks it FAILED.
-    with (tracking.recording_failures("evaluating"), mlflow.start_run(run_id=summary["run_id"]),
+    with (tracking.recording_failures("evaluating"), mlflow.start_run(run_id=run_id),
           tracking.killed_on_interrupt()):
         mlflow.set_tags(tracking.owner_tags())
         mlflow.log_metrics(evaluation.mlflow_metrics(report))

@@ -1,5 +1,6 @@
 """Stage `generate`: produce the train / val / test splits.
 
+The work is the library's (src/deepnormal/preparation.py, which the benchmarks use too).
 Reads params sections `data` and `generate`, model.distribution (a log-normal target must be
 positive; auto chooses the family here, src/deepnormal/family_choice.py), and, with
 data.source: file, the file at data.path (CSV or Parquet).
@@ -22,59 +23,26 @@ The same params and file give byte-identical outputs. Imports no torch.
 
 import argparse
 
-import pandas as pd
-
-from deepnormal import paths, synthetic
+from deepnormal import paths
 from deepnormal.config import load_params
-from deepnormal.data import (
-    NUMERIC,
-    SYNTHETIC_COLUMNS,
-    load_table,
-    prepare_table,
-    split_indices,
-    split_path,
-    write_columns,
-    write_split,
-)
-from deepnormal.errors import DeepnormalError, run_stage
-from deepnormal.family import family
-from deepnormal.family_choice import AUTO, choose_for_prepared
+from deepnormal.errors import run_stage
 from deepnormal.outputs import staged
+from deepnormal.preparation import prepare, write_prepared
+from deepnormal.prepared import split_path
 
 
 def main() -> None:
     argparse.ArgumentParser(description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
-    params = load_params()
-    g, d = params.generate, params.data
-    report = None
-    distribution = params.model.distribution
-    if d.source == "synthetic":
-        if distribution == "lognormal":
-            raise DeepnormalError(f"model.distribution: {params.model.distribution} needs a "
-                                  "positive target; the synthetic data's is not (use normal)")
-        x, y = synthetic.sample(g)
-        frame = pd.DataFrame(dict(zip(SYNTHETIC_COLUMNS, (x, y), strict=True)))
-        parts = {name: frame.iloc[index]
-                 for name, index in split_indices(g.n, g.val_fraction, g.test_fraction,
-                                                  g.seed).items()}
-        kinds, target = {SYNTHETIC_COLUMNS[0]: NUMERIC}, SYNTHETIC_COLUMNS[1]
-    else:
-        parts, report = prepare_table(
-            load_table(d.path), d.features, d.target, d.split_column, d.path,
-            (g.val_fraction, g.test_fraction, g.seed), categorical=d.categorical,
-            missing=d.missing, family=family("normal" if distribution == AUTO else distribution))
-        kinds, target = report.kinds, d.target
-        for line in report.lines():
-            print(line)
+    prepared = prepare(load_params())
+    for line in prepared.report.lines() if prepared.report else []:
+        print(line)
     with staged(paths.PREPARED) as out:
-        for name, part in parts.items():
-            write_split(part, split_path(out, name))
-            print(f"{name}: {len(part):,} rows -> {split_path(paths.PREPARED, name)}")
-        choice = choose_for_prepared(distribution, out, parts, kinds)
-        write_columns(out, kinds, target, report.as_dict() if report else None,
-                      choice.as_dict())
-        print(f"target family: {choice.name} ({choice.why})")
+        write_prepared(prepared, out)
+    for name, part in prepared.parts.items():
+        print(f"{name}: {len(part):,} rows -> {split_path(paths.PREPARED, name)}")
+    family = prepared.description.family
+    print(f"target family: {family.name} ({family.why})")
 
 
 if __name__ == "__main__":

@@ -15,11 +15,12 @@ import numpy as np
 import pandas as pd
 
 from deepnormal import paths, plots
-from deepnormal.config import apply_tuned, load_params
-from deepnormal.data import read_split, split_path
+from deepnormal.config import load_params
 from deepnormal.errors import run_stage
 from deepnormal.lr_rule import fixed_choice
 from deepnormal.outputs import staged
+from deepnormal.prepared import read_split, split_path
+from deepnormal.tune_result import apply_tuned
 
 
 def main() -> None:

@@ -20,21 +20,23 @@ script once per extra device; those processes train their share and track and wr
 """
 
 import argparse
-import json
 import os
 import tempfile
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import pandas as pd
 
-from deepnormal import paths, tracking
-from deepnormal.budget import budget
-from deepnormal.config import apply_tuned, load_params
-from deepnormal.data import read_splits
+from deepnormal import paths, stores, tracking
+from deepnormal.budget import Budget
+from deepnormal.config import load_params
 from deepnormal.errors import run_stage
 from deepnormal.lr_rule import read_choice
 from deepnormal.outputs import staged
+from deepnormal.prepared import read_splits
 from deepnormal.processes import is_extra_ddp_process
+from deepnormal.train_summary import TrainingRecord, TrainSummary
+from deepnormal.tune_result import apply_tuned
 
 # The sections this run depends on (evaluate's are set as tags by the evaluate stage,
 # since evaluate can rerun into the same run with new values).
@@ -62,40 +64,54 @@ def main() -> None:
         return
     if not tracked:
         print("tracking.enabled is false: nothing is logged to MLflow")
+    run = (tracked_run(experiment_id, params, splits, choice, search) if tracked
+           else nullcontext())
+    with run as logger:
         # The checkpoint, history and summary replace the previous ones only on success.
         with staged(paths.TRAIN) as out:
-            result = fit(params, splits["train"], splits["val"], choice.lr, out)
-            write_outputs(out, None, choice, result)
-        report(result)
-        return
+            result = fit(params, splits["train"], splits["val"], choice.lr, out, logger)
+            run_id = None if logger is None else logger.run_id
+            TrainingRecord(summary(run_id, choice, result), result.history).write(out)
+            if logger is not None:
+                log_outcome(out, result, splits)
+    report(result)
 
+
+@contextmanager
+def tracked_run(experiment_id: str, params, splits, choice, search: dict):
+    """The run's MLflow logger, inside a new run holding the params, the data sets and the
+    lr_find result."""
     import mlflow
 
-    from deepnormal import serving
     from deepnormal.mlflow_logger import BatchedMLFlowLogger
 
     with tracking.training_run(experiment_id, os.environ.get("DVC_EXP_NAME")) as run:
         run_id = run.info.run_id
         print(f"MLflow run {run_id} in experiment '{params.tracking.experiment_name}' "
-              f"at {tracking.shown(tracking.tracking_uri())}", flush=True)
-        logger = BatchedMLFlowLogger(run_id=run_id, tracking_uri=tracking.tracking_uri())
+              f"at {stores.redacted(stores.tracking_uri())}", flush=True)
+        logger = BatchedMLFlowLogger(run_id=run_id, tracking_uri=stores.tracking_uri())
         logger.log_hyperparams(logged_params(params, splits, choice, search))
         tracking.log_dataset(splits["train"], params, "training")
         tracking.log_dataset(splits["val"], params, "validation")
         for path in (paths.LR_JSON, paths.LR_CURVE, paths.LR_PLOT):
             mlflow.log_artifact(str(path), "lr_find")
-        with staged(paths.TRAIN) as out:
-            result = fit(params, splits["train"], splits["val"], choice.lr, out, logger)
-            write_outputs(out, run_id, choice, result)
-            mlflow.log_metrics({"best_val_nll": result.best_val_nll,
-                                "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
-                                "sigma_scale": result.sigma_scale} | filled_cells(splits["train"]))
-            mlflow.log_dict(result.encoder.to_dict(), "train/table.json")
-            mlflow.set_tag("device", result.device)
-            mlflow.log_artifact(str(result.checkpoint), "checkpoints")
-            mlflow.log_artifact(str(out / paths.HISTORY.name), "train")
-            serving.log_model(result.checkpoint, example_inputs(splits["val"]))
-    report(result)
+        yield logger
+
+
+def log_outcome(out: Path, result, splits) -> None:
+    """The fit's figures, the encoder, the checkpoint, the history and a servable model."""
+    import mlflow
+
+    from deepnormal import serving
+
+    mlflow.log_metrics({"best_val_nll": result.best_val_nll,
+                        "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+                        "sigma_scale": result.sigma_scale} | filled_cells(splits["train"]))
+    mlflow.log_dict(result.encoder.to_dict(), "train/table.json")
+    mlflow.set_tag("device", result.device)
+    mlflow.log_artifact(str(result.checkpoint), "checkpoints")
+    mlflow.log_artifact(str(out / paths.HISTORY.name), "train")
+    serving.log_model(result.checkpoint, example_inputs(splits["val"]))
 
 
 def report(result) -> None:
@@ -115,7 +131,7 @@ def logged_params(params, splits, choice, search: dict) -> dict:
         "data.train_rows": len(splits["train"]),
         "data.val_rows": len(splits["val"]),
     } | {f"budget.{key}": value
-         for key, value in budget(len(splits["train"]), params.train).as_dict().items()}
+         for key, value in Budget.for_rows(len(splits["train"]), params.train).as_dict().items()}
 
 
 def filled_cells(train) -> dict[str, int]:
@@ -130,23 +146,13 @@ def example_inputs(split, rows: int = 5) -> pd.DataFrame:
     return frame.loc[order[:rows]].reset_index(drop=True)
 
 
-def write_outputs(out, run_id, choice, result) -> None:
-    """history.csv (the DVC plot) and summary.json (what evaluate needs) beside the checkpoint."""
-    pd.DataFrame(result.history).to_csv(out / paths.HISTORY.name, index=False)
-    summary = {
-        "run_id": run_id,
-        "lr": choice.lr,
-        "lr_rule": choice.rule,
-        "best_epoch": result.best_epoch,
-        "best_val_nll": result.best_val_nll,
-        "member_best_epochs": result.member_epochs,
-        "epochs_run": result.epochs_run,
-        "stopped_early": result.stopped_early,
-        "budget": result.budget.as_dict(),
-        "sigma_scale": result.sigma_scale,
-        "device": result.device,
-    }
-    (out / paths.TRAIN_SUMMARY.name).write_text(json.dumps(summary, indent=2) + "\n")
+def summary(run_id: str | None, choice, result) -> TrainSummary:
+    """summary.json: what evaluate needs of the fit."""
+    return TrainSummary(run_id=run_id, lr=choice.lr, lr_rule=choice.rule,
+                        best_epoch=result.best_epoch, best_val_nll=result.best_val_nll,
+                        member_best_epochs=result.member_epochs, epochs_run=result.epochs_run,
+                        stopped_early=result.stopped_early, budget=result.budget.as_dict(),
+                        sigma_scale=result.sigma_scale, device=result.device)
 
 
 if __name__ == "__main__":

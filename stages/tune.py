@@ -21,13 +21,12 @@ import argparse
 import os
 from contextlib import nullcontext
 
-import yaml
-
-from deepnormal import paths, tracking
+from deepnormal import paths, stores, tracking
 from deepnormal.config import load_params
-from deepnormal.data import read_splits
 from deepnormal.errors import SEARCH_INTERRUPTED, DeepnormalError, run_stage
 from deepnormal.outputs import staged
+from deepnormal.prepared import read_splits
+from deepnormal.tune_result import write_result
 
 
 def main() -> None:
@@ -36,7 +35,7 @@ def main() -> None:
     params = load_params()
     if not params.tune.enabled:
         with staged(paths.TUNE) as out:
-            write_result(out, {}, {})
+            write_result(out / paths.TUNED.name, {}, {})
         print("tuning is off (tune.enabled: false): lr_find and train use params.yaml as it is")
         return
     splits = read_splits(paths.PREPARED, ("train", "val"))
@@ -48,7 +47,7 @@ def main() -> None:
 
     study = tuning.open_study(params, tuning.study_name(params, splits["train"], splits["val"]))
     done = len(tuning.finished(study))
-    storage = tracking.shown(tuning.storage_url(params))  # a password in it shows as ***
+    storage = stores.redacted(tuning.storage_url(params))  # a password in it shows as ***
     print(f"Optuna study '{study.study_name}' at {storage}: {done} of "
           f"{params.tune.trials} trials done", flush=True)
     callbacks = [tuning.progress_line]
@@ -68,7 +67,7 @@ def main() -> None:
             search = {"study": study.study_name, "storage": storage,
                       "trial": winner.trial, "val_nll": winner.val_nll, "why": winner.why,
                       "trials_finished": len(tuning.finished(study))}
-            write_result(out, winner.values, search)
+            write_result(out / paths.TUNED.name, winner.values, search)
         if run is not None:
             import mlflow
 
@@ -80,13 +79,6 @@ def main() -> None:
     values = ", ".join(f"{key}={value}" for key, value in winner.values.items())
     print(f"chosen: trial {winner.trial}, val_nll {winner.val_nll:.4f} "
           f"[{values or 'params.yaml as it is'}]: {winner.why} -> {paths.TUNED}")
-
-
-def write_result(out, values: dict, search: dict) -> None:
-    header = ("# Written by the tune stage: the best trial's values, applied on top of "
-              "params.yaml\n# by the lr_find and train stages (empty: tuning is off).\n")
-    body = yaml.safe_dump({"params": values, "search": search}, sort_keys=False)
-    (out / paths.TUNED.name).write_text(header + body)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 import pytest
 
-from deepnormal.budget import Budget, batch_size, budget
+from deepnormal.budget import Budget, batch_size
 from deepnormal.config import TrainParams
 
 DEFAULTS = TrainParams()
@@ -21,7 +21,7 @@ DEFAULTS = TrainParams()
     (600_000, Budget(4096, 147, 217, 22)),
 ])
 def test_default_budget_by_table_size(rows, expected):
-    assert budget(rows, DEFAULTS) == expected
+    assert Budget.for_rows(rows, DEFAULTS) == expected
     assert expected.max_steps <= DEFAULTS.max_steps
     assert expected.batch_size == batch_size(rows, DEFAULTS)
 
@@ -30,6 +30,6 @@ def test_budget_edges():
     # A batch_size above max_batch_size is honoured: the cap only limits growth.
     assert batch_size(100_000, TrainParams(batch_size=8192)) == 8192
     # A step budget shorter than one epoch still trains one epoch, and patience >= 1 epoch.
-    tiny = budget(10_000, TrainParams(max_steps=3, patience=0.01))
+    tiny = Budget.for_rows(10_000, TrainParams(max_steps=3, patience=0.01))
     assert (tiny.max_epochs, tiny.patience) == (1, 1)
-    assert budget(1_200, TrainParams(patience=1.0)).patience == 2000
+    assert Budget.for_rows(1_200, TrainParams(patience=1.0)).patience == 2000

@@ -6,8 +6,9 @@ import pytest
 
 from deepnormal import synthetic
 from deepnormal.config import GenerateParams
-from deepnormal.data import read_split, split_indices
+from deepnormal.data import split_indices
 from deepnormal.errors import DeepnormalError
+from deepnormal.prepared import read_split
 from tests.conftest import REPO, copy_repo, edit_params, run
 
 

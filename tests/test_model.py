@@ -10,13 +10,15 @@ from scipy import stats as scipy_stats
 
 from deepnormal import metrics
 from deepnormal.config import ModelParams, Params, TrainParams
-from deepnormal.data import NUMERIC, Split
+from deepnormal.data import NUMERIC
 from deepnormal.errors import DeepnormalError
+from deepnormal.family import Normal
+from deepnormal.inference import load_model
 from deepnormal.lightning_module import KeptMembers
 from deepnormal.loaders import MemberBatches
 from deepnormal.network import DeepNormalNet, calibration_factor, mixture_moments
+from deepnormal.prepared import Split
 from deepnormal.preprocessing import TableEncoder
-from deepnormal.trained import load_model
 
 
 def split(n: int, seed: int) -> Split:
@@ -30,8 +32,20 @@ def identity_table(d: int) -> dict:
     """An encoder's plain values for d numeric inputs, nothing scaled."""
     numeric = [{"name": f"x{i}", "fill": 0.0, "mean": 0.0, "std": 1.0, "flag": False}
                for i in range(d)]
-    return TableEncoder(numeric, [], {"name": "y", "family": "normal", "mean": 0.0,
-                                      "std": 1.0}).to_dict()
+    return {"numeric": numeric, "categorical": [],
+            "target": {"name": "y", "family": "normal", "mean": 0.0, "std": 1.0}}
+
+
+def network(table: dict, hidden_sizes: list[int], activation: str, sigma_floor: float,
+            scale_link: str = "softplus", ensemble_size: int = 1) -> DeepNormalNet:
+    settings = ModelParams(hidden_sizes=hidden_sizes, activation=activation,
+                           sigma_floor=sigma_floor, scale_link=scale_link,
+                           ensemble_size=ensemble_size)
+    return DeepNormalNet.for_table(TableEncoder.from_dict(table), settings)
+
+
+def loc_scale(prediction) -> tuple[np.ndarray, np.ndarray]:
+    return prediction.distribution.loc, prediction.distribution.scale
 
 
 def no_codes(n: int) -> torch.Tensor:
@@ -48,7 +62,7 @@ def test_standardisation_round_trip():
     assert abs(float(z.mean())) < 1e-9 and abs(float(z.std()) - 1) < 1e-9
     x = encoder.encode(data.frame).numeric
     assert abs(float(x.mean())) < 1e-5 and abs(float(x.std()) - 1) < 1e-5
-    net = DeepNormalNet(values, [4], "tanh", 1e-4)
+    net = network(values, [4], "tanh", 1e-4)
     np.testing.assert_allclose(net.y_mean + net.y_std * z, data.target, rtol=1e-9)
     # Predictions come back in original units: sigma scales with the target's std.
     mu_z, sigma_z = (v[0] for v in net.members(torch.zeros(3, 1), no_codes(3)))
@@ -59,7 +73,7 @@ def test_standardisation_round_trip():
 
 
 def test_reference_architecture_is_available():
-    net = DeepNormalNet(identity_table(1), [10], "sigmoid", 0.0)
+    net = network(identity_table(1), [10], "sigmoid", 0.0)
     shapes = [tuple(parameter.shape) for name, parameter in net.named_parameters()
               if name.endswith("weight")]
     assert shapes == [(1, 1, 10), (1, 10, 1), (1, 10, 1)]  # one member: Linear(1, 10), heads
@@ -67,7 +81,7 @@ def test_reference_architecture_is_available():
 
 def test_ensemble_members_are_independent_networks_in_one():
     members = 4
-    net = DeepNormalNet(identity_table(3), [8, 8], "silu", 1e-4, "softplus", members)
+    net = network(identity_table(3), [8, 8], "silu", 1e-4, "softplus", members)
     x = torch.randn(6, 3)
     mu_z, sigma_z = net.members(x, no_codes(6))  # the same rows for every member
     assert mu_z.shape == sigma_z.shape == (members, 6)
@@ -119,11 +133,11 @@ def test_mixture_moments_and_nll_match_a_direct_computation():
     np.testing.assert_allclose(std.numpy() ** 2, direct_variance, rtol=1e-10)
     y = rng.normal(size=50)
     density = scipy_stats.norm.pdf(y, mu, sigma).mean(axis=0)
-    assert metrics.mixture_nll(y, mu, sigma) == pytest.approx(-np.log(density).mean(),
-                                                                rel=1e-10)
+    assert metrics.mixture_nll(y, Normal(mu, sigma)) == pytest.approx(
+        -np.log(density).mean(), rel=1e-10)
     # One member: the mixture is that Gaussian.
-    assert metrics.mixture_nll(y, mu[:1], sigma[:1]) == pytest.approx(
-        metrics.gaussian_nll(y, mu[0], sigma[0]), rel=1e-12)
+    assert metrics.mixture_nll(y, Normal(mu[:1], sigma[:1])) == pytest.approx(
+        metrics.nll(y, Normal(mu[0], sigma[0])), rel=1e-12)
 
 
 def test_calibration_factor_recovers_a_known_scale():
@@ -133,7 +147,7 @@ def test_calibration_factor_recovers_a_known_scale():
     s = calibration_factor(*(torch.tensor(v) for v in (y, mu, sigma)))
     assert s == pytest.approx(2.0, rel=0.01)
     # It is the minimiser of the NLL of N(mu, (s sigma)^2).
-    nll = [metrics.gaussian_nll(y, mu, factor * sigma) for factor in (0.95 * s, s, 1.05 * s)]
+    nll = [metrics.nll(y, Normal(mu, factor * sigma)) for factor in (0.95 * s, s, 1.05 * s)]
     assert nll[1] < nll[0] and nll[1] < nll[2]
 
 
@@ -205,8 +219,8 @@ def test_the_checkpoint_holds_each_members_best_weights(trained):
     val = split(200, 2)  # the fit's validation split
     model = load_model(trained.checkpoint)
     # The kept ensemble, as the checkpoint holds it, scores the recorded validation NLL.
-    loc, scale = model.predict(val.frame, calibrated=False).params
-    assert metrics.gaussian_nll(val.target, loc, scale) == pytest.approx(
+    loc, scale = loc_scale(model.predict(val.frame, calibrated=False))
+    assert metrics.nll(val.target, Normal(loc, scale)) == pytest.approx(
         trained.best_val_nll, abs=1e-4)
     assert trained.history[trained.best_epoch]["val_nll_kept"] == trained.best_val_nll
     assert len(trained.member_epochs) == 3
@@ -218,7 +232,7 @@ def test_the_checkpoint_holds_each_members_best_weights(trained):
 
 
 def test_kept_members_take_only_the_members_that_improved():
-    net = DeepNormalNet(identity_table(1), [4], "silu", 1e-4, ensemble_size=2)
+    net = network(identity_table(1), [4], "silu", 1e-4, ensemble_size=2)
     kept = KeptMembers(net)
     mu, sigma = torch.zeros(2, 3), torch.ones(2, 3)
     kept.update(net, 0, mu, sigma, torch.tensor([1.0, 2.0]))
@@ -249,7 +263,7 @@ def test_checkpoint_reload_predicts_identically_under_weights_only(trained):
     with torch.no_grad():
         mu_ref, sigma_ref = module.net(torch.as_tensor(encoded.numeric),
                                        torch.as_tensor(encoded.codes))
-    mu, sigma = model.predict(frame).params
+    mu, sigma = loc_scale(model.predict(frame))
     np.testing.assert_array_equal(mu, mu_ref.double().numpy())
     np.testing.assert_array_equal(sigma, sigma_ref.double().numpy())
     assert np.all(sigma > 0)
@@ -257,7 +271,7 @@ def test_checkpoint_reload_predicts_identically_under_weights_only(trained):
     assert model.ensemble_size == 3
     assert model.sigma_scale == pytest.approx(trained.sigma_scale) != 1.0
     assert model.encoder == trained.encoder
-    _, raw_sigma = model.predict(frame, calibrated=False).params
+    _, raw_sigma = loc_scale(model.predict(frame, calibrated=False))
     np.testing.assert_allclose(sigma, raw_sigma * trained.sigma_scale, rtol=1e-6)
 
 
@@ -265,12 +279,11 @@ def test_the_checkpoints_sigma_scale_fits_its_own_validation_predictions(trained
     trained, _ = trained
     model = load_model(trained.checkpoint)
     val = split(200, 2)
-    mu, sigma = model.predict(val.frame, calibrated=False).params
+    mu, sigma = loc_scale(model.predict(val.frame, calibrated=False))
     s = calibration_factor(*(torch.tensor(v) for v in (val.target, mu, sigma)))
     assert s == pytest.approx(trained.sigma_scale, rel=1e-4)
-    calibrated = model.predict(val.frame).params
-    assert metrics.gaussian_nll(val.target, *calibrated) <= metrics.gaussian_nll(
-        val.target, mu, sigma)
+    calibrated = model.predict(val.frame).distribution
+    assert metrics.nll(val.target, calibrated) <= metrics.nll(val.target, Normal(mu, sigma))
 
 
 class _Payload:

@@ -151,13 +151,13 @@ def test_a_lognormal_target_must_be_positive():
 
     frame = table()
     frame["target"] = np.exp(frame["target"])
-    prepare(frame, family=LogNormal())  # positive: fine
+    prepare(frame, family=LogNormal)  # positive: fine
     frame.loc[6, "target"] = -3.5
     frame.loc[9, "target"] = 0.0
     with pytest.raises(DeepnormalError, match=r"model.distribution: lognormal needs a target of "
                                               r"positive numbers; column 'target' has 2 that are "
                                               r"not, first at data row 7: -3.5"):
-        prepare(frame, family=LogNormal())
+        prepare(frame, family=LogNormal)
 
 
 def test_an_empty_feature_is_an_error_and_an_identifier_a_warning():

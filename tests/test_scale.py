@@ -76,15 +76,15 @@ def test_ddp_on_two_cpu_processes_logs_one_run_from_rank_zero(clone):
     # The checkpoint loads in one process and scores the validation split exactly as the
     # two ranks did during training (each rank scored the whole split, before the variance
     # calibration it fits there, which the tiny params turn on).
-    from deepnormal.data import read_split
-    from deepnormal.metrics import gaussian_nll
-    from deepnormal.trained import load_model
+    from deepnormal.inference import load_model
+    from deepnormal.metrics import nll
+    from deepnormal.prepared import read_split
 
     model = load_model(clone / "data/train/model.ckpt")
     val = read_split(clone / "data/prepared/val.parquet")
     assert model.sigma_scale != 1.0
-    mu, sigma = model.predict(val.frame, calibrated=False).params
-    assert gaussian_nll(val.target, mu, sigma) == pytest.approx(
+    uncalibrated = model.predict(val.frame, calibrated=False).distribution
+    assert nll(val.target, uncalibrated) == pytest.approx(
         summary["best_val_nll"], rel=1e-5)
     assert trained.data.metrics["best_val_nll"] == pytest.approx(summary["best_val_nll"])
 
@@ -221,9 +221,11 @@ def test_mlflow_models_serve_answers_rest_requests(server, tracked_on_server, tm
         with urllib.request.urlopen(request, timeout=60) as response:
             served = pd.DataFrame(json.loads(response.read())["predictions"])
 
-    from deepnormal.trained import load_model
+    from deepnormal.inference import load_model
 
-    mu, sigma = load_model(root / "data/train/model.ckpt").predict(pd.DataFrame({"x": x})).params
+    model = load_model(root / "data/train/model.ckpt")
+    predicted = model.predict(pd.DataFrame({"x": x})).distribution
+    mu, sigma = predicted.loc, predicted.scale
     np.testing.assert_allclose(served["mu"], mu, rtol=1e-6)
     np.testing.assert_allclose(served["mean"], mu, rtol=1e-6)
     np.testing.assert_allclose(served["sigma"], sigma, rtol=1e-6)

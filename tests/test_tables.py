@@ -16,9 +16,10 @@ import torch
 import yaml
 from scipy import stats
 
-from deepnormal.data import CATEGORICAL, NUMERIC, Split
+from deepnormal.data import CATEGORICAL, NUMERIC
 from deepnormal.errors import DeepnormalError
-from deepnormal.preprocessing import MISSING_CATEGORY, TableEncoder
+from deepnormal.prepared import Split
+from deepnormal.preprocessing import MISSING_CATEGORY, CategoricalColumn, TableEncoder
 from tests.conftest import (
     REPO,
     TINY,
@@ -45,12 +46,12 @@ def mixed_split() -> Split:
 def test_the_encoder_fills_flags_and_codes_as_fitted_on_training():
     encoder = TableEncoder.fit(mixed_split(), "lognormal", standardize=True, min_category_rows=2)
     (size,) = encoder.numeric
-    assert size["fill"] == 4.5 and size["flag"] is True  # the training median; had gaps
+    assert size.fill == 4.5 and size.flag is True  # the training median; had gaps
     # "C" and the empty cell were seen once: too rare for a code of their own.
-    assert encoder.categorical == [{"name": "grade", "categories": ["A", "B"]}]
+    assert encoder.categorical == (CategoricalColumn("grade", ("A", "B")),)
     assert encoder.numeric_dim == 2 and encoder.cardinalities == [3]
-    assert encoder.target["family"] == "lognormal"
-    assert encoder.target["mean"] == pytest.approx(np.log(np.arange(1.0, 9.0)).mean())
+    assert encoder.target.family == "lognormal"
+    assert encoder.target.mean == pytest.approx(np.log(np.arange(1.0, 9.0)).mean())
 
     new = pd.DataFrame({"size": [np.nan, 2.0, "3"], "grade": ["B", "Z", np.nan]})
     encoded = encoder.encode(new)
@@ -58,7 +59,7 @@ def test_the_encoder_fills_flags_and_codes_as_fitted_on_training():
     assert encoded.unknown == {"grade": 1} and encoded.filled == {"size": 1, "grade": 1}
     flags = encoded.numeric[:, 1].tolist()
     assert flags == [1.0, 0.0, 0.0]
-    filled = encoded.numeric[0, 0] * size["std"] + size["mean"]
+    filled = encoded.numeric[0, 0] * size.std + size.mean
     assert filled == pytest.approx(4.5, rel=1e-6)
     with pytest.raises(DeepnormalError, match=r"the input, column 'size': 1 value\(s\) are not "
                                               r"numbers; first at data row 2: 'big'"):
@@ -69,7 +70,7 @@ def test_the_encoder_fills_flags_and_codes_as_fitted_on_training():
 
 def test_a_frequent_empty_cell_is_a_category_of_its_own():
     encoder = TableEncoder.fit(mixed_split(), min_category_rows=1)
-    assert encoder.categorical[0]["categories"] == [MISSING_CATEGORY, "A", "B", "C"]
+    assert encoder.categorical[0].categories == (MISSING_CATEGORY, "A", "B", "C")
     codes = encoder.encode(pd.DataFrame({"size": [1.0], "grade": [None]})).codes
     assert codes.tolist() == [[1]]
     # Categories read the same whatever type they arrive as.
@@ -81,13 +82,15 @@ def test_a_frequent_empty_cell_is_a_category_of_its_own():
 
 
 def test_categories_are_one_hot_or_embedded_by_vocabulary_size():
+    from deepnormal.config import ModelParams
     from deepnormal.network import DeepNormalNet
 
     frame = pd.DataFrame({"small": list("abab") * 10, "large": [f"c{i % 20}" for i in range(40)]})
     split = Split(frame, np.linspace(1, 2, 40), {"small": CATEGORICAL, "large": CATEGORICAL})
     encoder = TableEncoder.fit(split)
     assert encoder.cardinalities == [3, 21]
-    net = DeepNormalNet(encoder.to_dict(), [4], "tanh", 1e-4, ensemble_size=2, embedding_dim=8)
+    net = DeepNormalNet.for_table(encoder, ModelParams(
+        hidden_sizes=[4], activation="tanh", sigma_floor=1e-4, ensemble_size=2, embedding_dim=8))
     # One-hot for "small" (3 codes <= 8), an 8-wide learned embedding per member for "large".
     assert list(net.embeddings) == ["1"]
     assert tuple(net.embeddings["1"].weight.shape) == (2, 21, 8)
@@ -235,9 +238,9 @@ def test_the_served_model_takes_raw_rows_with_unseen_categories_and_nulls(shop_r
                  MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}"):
         served = invoke(port, {"dataframe_records": records})
         refused = invoke(port, {"dataframe_records": [dict(records[0], size="large")]})
-    from deepnormal.trained import load_model
+    from deepnormal.inference import load_model
 
-    expected = load_model(root / "data/train/model.ckpt").predict(rows)
+    expected = load_model(root / "data/train/model.ckpt").predict(rows).distribution
     np.testing.assert_allclose(served["mean"], expected.mean(), rtol=1e-6)
     np.testing.assert_allclose(served["upper_95"], expected.interval(0.95)[1], rtol=1e-6)
     assert np.isfinite(served.to_numpy()).all()
@@ -366,8 +369,16 @@ def test_auto_family_picks_lognormal_for_a_positive_skewed_target_and_says_why()
 
 
 def test_the_chosen_family_travels_with_the_prepared_splits(tmp_path):
-    from deepnormal.data import read_splits, split_path, write_columns, write_split
-    from deepnormal.family_choice import choose_for_prepared
+    from deepnormal.family_choice import choose_family
+    from deepnormal.prepared import (
+        FamilyChoice,
+        TableDescription,
+        as_split,
+        read_split,
+        read_splits,
+        split_path,
+        write_split,
+    )
     from deepnormal.training import fit_encoder
 
     data = skewed_split()
@@ -375,10 +386,13 @@ def test_the_chosen_family_travels_with_the_prepared_splits(tmp_path):
     parts = {"train": frame.iloc[:300], "val": frame.iloc[300:350], "test": frame.iloc[350:]}
     for name, part in parts.items():
         write_split(part, split_path(tmp_path, name))
-    choice = choose_for_prepared("auto", tmp_path, parts, data.kinds)
-    write_columns(tmp_path, data.kinds, "y", family=choice.as_dict())
+    undecided = TableDescription("y", data.kinds, FamilyChoice("auto", ""))
+    choice = choose_family("auto", as_split(parts["train"], undecided), True)
+    TableDescription("y", data.kinds, choice).write(tmp_path)
     splits = read_splits(tmp_path)
     assert {split.family for split in splits.values()} == {"lognormal"}
+    # One split read alone (the lr_find stage reads only train) carries it too.
+    assert read_split(split_path(tmp_path, "train")).family == "lognormal"
     # Every later stage fits its encoder, and so the network, to that family.
     from deepnormal.config import parse_params
 
@@ -402,11 +416,11 @@ def test_skewed_counts_enter_the_network_as_log1p():
     target = np.log1p(frame["count"].to_numpy()) + frame["level"] + rng.normal(size=n)
     data = Split(frame, target, dict.fromkeys(frame.columns, NUMERIC))
     encoder = TableEncoder.fit(data, log_skewed=True)
-    assert {c["name"]: c["log"] for c in encoder.numeric} == {
+    assert {c.name: c.log for c in encoder.numeric} == {
         "count": True, "level": False, "flag": False, "debt": False}
     # A target linear in the count itself keeps it as it is (a balance linear in income).
     linear = Split(frame, 0.1 * frame["count"].to_numpy() + rng.normal(size=n), data.kinds)
-    assert not any(c["log"] for c in TableEncoder.fit(linear, log_skewed=True).numeric)
+    assert not any(c.log for c in TableEncoder.fit(linear, log_skewed=True).numeric)
     column = encoder.encode(frame).numeric[:, 0]
     logged = np.log1p(frame["count"].to_numpy())
     np.testing.assert_allclose(column, (logged - logged.mean()) / logged.std(), rtol=1e-4,
@@ -416,10 +430,10 @@ def test_skewed_counts_enter_the_network_as_log1p():
     unseen = again.encode(frame.head(1).assign(count=-3.0)).numeric
     assert np.isfinite(unseen).all()
     # Off, and in a checkpoint written before the option, every input is as it is.
-    assert not any(c["log"] for c in TableEncoder.fit(data).numeric)
+    assert not any(c.log for c in TableEncoder.fit(data).numeric)
     old = encoder.to_dict()
     for spec in old["numeric"]:
         del spec["log"]
     plain = TableEncoder.from_dict(old).encode(frame).numeric[:, 0]
-    np.testing.assert_allclose(plain, (frame["count"] - encoder.numeric[0]["mean"])
-                               / encoder.numeric[0]["std"], rtol=1e-4)
+    np.testing.assert_allclose(plain, (frame["count"] - encoder.numeric[0].mean)
+                               / encoder.numeric[0].std, rtol=1e-4)

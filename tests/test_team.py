@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from deepnormal.tracking import shown
+from deepnormal.stores import redacted
 from tests.browser import compare_page, needs_chromium
 from tests.conftest import (
     REPO,
@@ -47,15 +47,15 @@ GIT_IDENTITY = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com
 
 
 def test_a_password_in_a_store_url_is_never_shown():
-    assert shown("postgresql+psycopg://team:s3:cr@t@db:5432/optuna?sslmode=require") == (
+    assert redacted("postgresql+psycopg://team:s3:cr@t@db:5432/optuna?sslmode=require") == (
         "postgresql+psycopg://team:***@db:5432/optuna?sslmode=require")
     for url in ("postgresql+psycopg://team@db:5432/optuna", "http://mlflow-host:5000",
                 "sqlite:////srv/a@b:c/optuna.db"):
-        assert shown(url) == url
+        assert redacted(url) == url
 
 
 def test_a_failing_tracking_server_is_described_in_a_few_words():
-    from deepnormal.tracking import store_error
+    from deepnormal.stores import store_error
 
     retried = ("API request to http://h:5000/api/2.0/mlflow/runs/get?run_id=7 failed with "
                "exception HTTPConnectionPool(host='h', port=5000): Max retries exceeded with url: "
@@ -440,7 +440,7 @@ def test_a_wrong_password_is_one_line_within_seconds(database, doc, cluster, pri
                  MLFLOW_TRACKING_URI=url)
     waited = time.monotonic() - started
     (message,) = error_lines(result.stderr)
-    assert message.startswith(f"error: cannot use the MLflow tracking store at {shown(url)}: ")
+    assert message.startswith(f"error: cannot use the MLflow tracking store at {redacted(url)}: ")
     assert 'password authentication failed for user "team"' in message
     assert "wrong-password" not in result.stdout + result.stderr
     assert waited < 60

@@ -19,9 +19,12 @@ import pytest
 import yaml
 
 from deepnormal import tuning
-from deepnormal.config import apply_tuned, parse_params
-from deepnormal.data import NUMERIC, Split
+from deepnormal.config import TUNABLE, parse_params
+from deepnormal.data import NUMERIC
 from deepnormal.errors import DeepnormalError
+from deepnormal.prepared import Split
+from deepnormal.search_space import SearchSpace
+from deepnormal.tune_result import apply_tuned
 from tests.conftest import (
     REPO,
     TINY,
@@ -181,7 +184,7 @@ def chosen(values: dict[int, list[float]], space: dict) -> tuning.Winner:
             params=params, distributions=distributions, value=float(np.mean(points)),
             user_attrs={tuning.POINTS_ATTR: points} | ({tuning.DEFAULTS_ATTR: True}
                                                      if number == 0 else {})))
-    return tuning.choose(study, space)
+    return tuning.choose(study, SearchSpace.checked(space, TUNABLE))
 
 
 def test_another_trial_replaces_params_yaml_only_when_clearly_better():

@@ -35,6 +35,15 @@ class Budget:
     def as_dict(self) -> dict[str, int]:
         return asdict(self) | {"max_steps": self.max_steps}
 
+    @classmethod
+    def for_rows(cls, rows: int, train: TrainParams) -> Budget:
+        """The budget for `rows` training rows (on one device: under DDP each process takes
+        its share of every pass, so a pass has fewer, jointly larger, steps)."""
+        batch = batch_size(rows, train)
+        steps = math.ceil(rows / batch)
+        epochs = max(1, min(train.max_epochs, train.max_steps // steps))
+        return cls(batch, steps, epochs, max(1, round(train.patience * epochs)))
+
 
 def batch_size(rows: int, train: TrainParams) -> int:
     """train.batch_size, or larger so that a pass over `rows` takes at most
@@ -43,11 +52,3 @@ def batch_size(rows: int, train: TrainParams) -> int:
     grown = max(train.batch_size, math.ceil(rows / train.max_steps_per_epoch))
     return min(grown, max(train.max_batch_size, train.batch_size))
 
-
-def budget(rows: int, train: TrainParams) -> Budget:
-    """The budget for `rows` training rows (on one device: under DDP each process takes its
-    share of every pass, so a pass has fewer, jointly larger, steps)."""
-    batch = batch_size(rows, train)
-    steps = math.ceil(rows / batch)
-    epochs = max(1, min(train.max_epochs, train.max_steps // steps))
-    return Budget(batch, steps, epochs, max(1, round(train.patience * epochs)))

@@ -12,7 +12,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from deepnormal.errors import DeepnormalError, first_line
+from deepnormal.errors import DeepnormalError
+from deepnormal.search_space import DEFAULT_SPACE, SearchSpace
 
 PARAMS_FILE = Path("params.yaml")
 FILE_SUFFIXES = (".csv", ".parquet", ".pq")
@@ -196,21 +197,8 @@ class TrackingParams(_Section):
     experiment_name: str = Field("deepnormal", min_length=1)
 
 
-class SearchRange(_Section):
-    """A numeric range for the tuner: low..high, sampled on a log scale with `log`."""
-    low: float
-    high: float
-    log: bool = False
-
-
-# The sections whose params the tuner may search, and the default search space.
+# The sections whose params the tuner may search (search_space.py checks tune.space by them).
 TUNABLE = {"model": ModelParams, "train": TrainParams, "lr_find": LrFindParams}
-DEFAULT_SPACE = {
-    "model.hidden_sizes": [[16], [32], [32, 32], [64, 64]],
-    "model.activation": ["silu", "tanh", "relu"],
-    "train.weight_decay": {"low": 1e-6, "high": 0.1, "log": True},
-    "lr_find.fixed_lr": {"low": 1e-3, "high": 1e-2, "log": True},
-}
 
 
 class TuneParams(_Section):
@@ -222,69 +210,13 @@ class TuneParams(_Section):
     prune: bool = True
     storage: str | None = None
     study_name: str = Field("deepnormal", min_length=1)
-    # param -> a list of choices, or a range {low, high, log}; checked by search_space().
+    # param -> a list of choices, or a range {low, high, log}; checked by search_space.py.
     space: dict[str, Any] = Field(default_factory=lambda: dict(DEFAULT_SPACE))
 
     @model_validator(mode="after")
     def _check(self) -> TuneParams:
-        search_space(self.space)
+        SearchSpace.checked(self.space, TUNABLE)
         return self
-
-
-def search_space(space: dict[str, Any]) -> dict[str, SearchRange | list]:
-    """The tune stage's search space, each entry checked against the param it searches:
-    the param exists in a tunable section, a range is numeric, non-empty and within what
-    the param accepts, every choice is a value the param accepts."""
-    if not space:
-        raise ValueError("space is empty: name at least one param to search")
-    checked = {}
-    for key, spec in space.items():
-        section, _, name = str(key).partition(".")
-        model = TUNABLE.get(section)
-        if model is None or name not in model.model_fields:
-            known = ", ".join(f"{s}.{n}" for s, m in TUNABLE.items() for n in m.model_fields)
-            raise ValueError(f"space: unknown param '{key}'; the tuner can search: {known}")
-        if isinstance(spec, dict):
-            checked[key] = _search_range(key, spec, model, name)
-        elif isinstance(spec, list) and spec:
-            for choice in spec:
-                _accepts(key, model, name, choice)
-            checked[key] = spec
-        else:
-            raise ValueError(f"space '{key}': give a non-empty list of choices or a range "
-                             f"{{low, high, log}} (got {spec!r})")
-    return checked
-
-
-def _search_range(key: str, spec: dict, model: type[_Section], name: str) -> SearchRange:
-    try:
-        found = SearchRange.model_validate(spec)
-    except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                             for e in error.errors())
-        raise ValueError(f"space '{key}': not a range {{low, high, log}}: {problems}") from None
-    if not found.low < found.high:
-        raise ValueError(f"space '{key}': empty or inverted range: low ({found.low}) must be "
-                         f"below high ({found.high})")
-    if found.log and found.low <= 0:
-        raise ValueError(f"space '{key}': a log range needs low > 0 (got {found.low})")
-    annotation = model.model_fields[name].annotation
-    if annotation not in (int, float, float | None):
-        raise ValueError(f"space '{key}': a range needs a numeric param; give a list of choices")
-    for end in (found.low, found.high):
-        if annotation is int and end != int(end):
-            raise ValueError(f"space '{key}': the param takes whole numbers (got {end})")
-        _accepts(key, model, name, int(end) if annotation is int else end)
-    return found
-
-
-def _accepts(key: str, model: type[_Section], name: str, value: object) -> None:
-    """Raise, naming the search entry, unless the param accepts `value`."""
-    try:
-        model.model_validate(model().model_dump() | {name: value})
-    except ValidationError as error:
-        reason = error.errors()[0]["msg"].removeprefix("Value error, ")
-        raise ValueError(f"space '{key}': {value!r} is not a value it accepts: {reason}") from None
 
 
 class Params(_Section):
@@ -362,18 +294,3 @@ def load_params(path: Path | str = PARAMS_FILE) -> Params:
         problem = getattr(error, "problem", None) or str(error)
         raise DeepnormalError(f"{path} is not valid YAML{where}: {problem}") from None
     return parse_params(raw, str(path))
-
-
-def apply_tuned(params: Params, path: Path | str) -> tuple[Params, dict]:
-    """params.yaml's params with the tune stage's winner on top (its file `path`), and what
-    the file says of the search (trial, study, val_nll; empty when tuning is off)."""
-    path = Path(path)
-    try:
-        found = yaml.safe_load(path.read_text())
-        values, search = found["params"] or {}, found.get("search") or {}
-        return params.with_values(values), search
-    except OSError:
-        raise DeepnormalError(f"{path} is missing; run the tune stage (`dvc repro`)") from None
-    except (yaml.YAMLError, TypeError, KeyError, ValueError) as error:
-        raise DeepnormalError(f"{path} is not a tune stage result ({first_line(error)}); "
-                              "rerun it: `dvc repro --force -s tune`") from None

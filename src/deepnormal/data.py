@@ -1,18 +1,16 @@
-"""Reading a user's table and the prepared splits, with one clear message per problem. No torch.
+"""Reading a user's table and checking it, with one clear message per problem. No torch.
 
 A table comes as it is: numeric columns, text or yes/no columns (categorical), empty cells.
 The generate stage (`prepare_table`) decides each feature's kind once, on the whole table,
-writes it to `columns.json` beside the splits, and writes the splits with categories as text
-and empty cells left empty; every later stage reads the splits back through that file, so a
-column's kind never depends on which rows a split happens to hold. What is *learned* from the
-data (vocabularies, fill values, standardisation) is fitted on the training split alone, by
-`preprocessing.TableEncoder`.
+and cuts it into splits with categories as text and empty cells left empty; the kinds travel
+with the splits in their description (prepared.py), so a column's kind never depends on which
+rows a split happens to hold. What is *learned* from the data (vocabularies, fill values,
+standardisation) is fitted on the training split alone, by `preprocessing.TableEncoder`.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,40 +19,13 @@ import pandas as pd
 from deepnormal.errors import DeepnormalError
 
 SPLITS = ("train", "val", "test")
-# Prepared split files hold the feature columns and then the target, always the last column.
-SYNTHETIC_COLUMNS = ("x", "y")
 MIN_SPLIT_ROWS = 5
-COLUMNS_FILE = "columns.json"  # beside the prepared splits: each feature's kind
-# Prepared splits are Parquet: typed columns, no text parsing, and at a million rows it
-# reads in a fraction of CSV's time.
-SPLIT_SUFFIX = ".parquet"
 NUMERIC, CATEGORICAL = "numeric", "categorical"
 # A text column whose non-empty cells are at least this share numbers is a numeric column
 # with typos, not a categorical one: an error rather than a silent vocabulary of numbers.
 NUMERIC_TEXT_SHARE = 0.9
 # A categorical column with at least this share of distinct values is probably an identifier.
 IDENTIFIER_SHARE = 0.9
-
-
-@dataclass(frozen=True)
-class Split:
-    """One split: the feature columns as the table holds them (numbers as floats, categories
-    as text, empty cells as NaN) and the target (n,), in original units."""
-
-    frame: pd.DataFrame
-    target: np.ndarray
-    kinds: dict[str, str]  # feature -> "numeric" | "categorical"
-    target_name: str = SYNTHETIC_COLUMNS[-1]
-    # The target's family as the generate stage chose it (model.distribution, or what auto
-    # picked: family_choice.py), from columns.json.
-    family: str = "normal"
-
-    @property
-    def feature_names(self) -> tuple[str, ...]:
-        return tuple(self.frame.columns)
-
-    def __len__(self) -> int:
-        return len(self.target)
 
 
 @dataclass
@@ -94,7 +65,7 @@ class PrepareReport:
         return lines + [f"warning: {warning}" for warning in self.warnings]
 
 
-def shown(value: object) -> str:
+def cell_text(value: object) -> str:
     """A cell as the user wrote it, for messages: 'heavy', -3.5, or 'an empty cell'."""
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return "an empty cell"
@@ -149,11 +120,11 @@ def numbers(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     return parsed.where(np.isfinite(parsed)), text
 
 
-def _text_error(path, column: str, values: pd.Series, text: pd.Series, advice: str) -> None:
+def text_error(path, column: str, values: pd.Series, text: pd.Series, advice: str) -> None:
     row = int(np.argmax(text.to_numpy()))
     raise DeepnormalError(
         f"data file {path}, column '{column}': {int(text.sum())} value(s) are not numbers; "
-        f"first at data row {values.index[row] + 1}: {shown(values.iloc[row])}{advice}")
+        f"first at data row {values.index[row] + 1}: {cell_text(values.iloc[row])}{advice}")
 
 
 def column_kinds(frame: pd.DataFrame, features: list[str], declared: list[str],
@@ -182,7 +153,7 @@ def column_kinds(frame: pd.DataFrame, features: list[str], declared: list[str],
             if not text.any():
                 kinds[name] = NUMERIC
             elif filled and parsed.notna().sum() / filled >= NUMERIC_TEXT_SHARE:
-                _text_error(path, name, values, text,
+                text_error(path, name, values, text,
                             " (fix those cells, or list the column in data.categorical)")
             else:
                 kinds[name], why[name] = CATEGORICAL, "text"
@@ -211,8 +182,8 @@ def load_table(path: Path | str) -> pd.DataFrame:
     """A user's CSV or Parquet file, by suffix."""
     path = Path(path)
     if path.suffix.lower() != ".csv":
-        return _read_parquet(path)
-    return _read_csv(path)
+        return read_parquet(path)
+    return read_csv(path)
 
 
 def _target(frame: pd.DataFrame, target: str, path, family) -> tuple[pd.Series, np.ndarray]:
@@ -227,8 +198,8 @@ def _target(frame: pd.DataFrame, target: str, path, family) -> tuple[pd.Series, 
         row = int(np.argmax(text.to_numpy()))
         raise DeepnormalError(
             f"data file {path}: the target '{target}' holds text ({int(text.sum())} cell(s), "
-            f"first at data row {values.index[row] + 1}: {shown(values.iloc[row])}); the target "
-            "must be a number")
+            f"first at data row {values.index[row] + 1}: {cell_text(values.iloc[row])}); the "
+            "target must be a number")
     keep = parsed.notna().to_numpy()
     invalid = keep & family.invalid_target(parsed.fillna(1.0).to_numpy())
     if invalid.any():
@@ -236,7 +207,7 @@ def _target(frame: pd.DataFrame, target: str, path, family) -> tuple[pd.Series, 
         raise DeepnormalError(
             f"data file {path}: model.distribution: {family.name} needs a target of "
             f"{family.support}; column '{target}' has {int(invalid.sum())} that are not, first "
-            f"at data row {values.index[row] + 1}: {shown(values.iloc[row])} (use "
+            f"at data row {values.index[row] + 1}: {cell_text(values.iloc[row])} (use "
             "model.distribution: normal)")
     return parsed, keep
 
@@ -249,12 +220,12 @@ def prepare_table(frame: pd.DataFrame, features: list[str], target: str,
     columns typed by kind, then the target), and report what was decided and dropped.
 
     `split` is (val_fraction, test_fraction, seed), used unless split_column names a column
-    holding 'train' / 'val' / 'test'; `missing` is data.missing; `family` (family.Normal by
-    default) says which targets are valid."""
+    holding 'train' / 'val' / 'test'; `missing` is data.missing; `family` (a family class,
+    family.Normal by default) says which targets are valid."""
     if family is None:
         from deepnormal.family import Normal
 
-        family = Normal()
+        family = Normal
     wanted = [*features, target] + ([split_column] if split_column else [])
     absent = [column for column in wanted if column not in frame.columns]
     if absent:
@@ -277,8 +248,8 @@ def prepare_table(frame: pd.DataFrame, features: list[str], target: str,
         raise DeepnormalError(
             f"data file {path}, column '{name}': {int(empty[name].sum())} cell(s) are empty or "
             f"infinite; first at data row {typed.index[row] + 1}: "
-            f"{shown(frame[name].iloc[row])} (data.missing: impute fills them, drop drops the "
-            "rows)")
+            f"{cell_text(frame[name].iloc[row])} (data.missing: impute fills them, drop drops "
+            "the rows)")
     if missing == "drop":
         full = ~empty.any(axis=1)
         report.rows_dropped = int((~full).sum())
@@ -318,95 +289,7 @@ def prepare_table(frame: pd.DataFrame, features: list[str], target: str,
     return frames, report
 
 
-# --- the prepared splits ------------------------------------------------------------------
-
-def split_path(directory: Path | str, name: str) -> Path:
-    """Where a prepared split lives: data/prepared/train.parquet."""
-    return Path(directory) / f"{name}{SPLIT_SUFFIX}"
-
-
-def write_split(frame: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Exact floats; pyarrow writes no timestamp, so identical inputs give identical bytes.
-    frame.reset_index(drop=True).to_parquet(path, index=False)
-
-
-def write_columns(directory: Path, kinds: dict[str, str], target: str,
-                  report: dict | None = None, family: dict | None = None) -> None:
-    """columns.json: each feature's kind and the target's family ({name, why}), read back by
-    `read_splits`, and the target."""
-    content = ({"target": target, "kinds": kinds} | ({"family": family} if family else {})
-               | ({"prepare": report} if report else {}))
-    (Path(directory) / COLUMNS_FILE).write_text(json.dumps(content, indent=2) + "\n")
-
-
-def read_columns(directory: Path) -> dict[str, str] | None:
-    content = _columns_file(directory)
-    return None if content is None else content["kinds"]
-
-
-def _columns_file(directory: Path) -> dict | None:
-    """columns.json as written by write_columns (None when there is none): kinds as a dict,
-    the family as {name, why} ("normal" when the file names none)."""
-    path = Path(directory) / COLUMNS_FILE
-    if not path.is_file():
-        return None
-    try:
-        content = json.loads(path.read_text())
-        return content | {"kinds": dict(content["kinds"]),
-                          "family": content.get("family", {"name": "normal"})}
-    except (ValueError, KeyError, TypeError):
-        raise DeepnormalError(f"{path} is damaged; rerun the generate stage "
-                              "(`dvc repro --force -s generate`)") from None
-
-
-def read_split(path: Path | str, kinds: dict[str, str] | None = None) -> Split:
-    """Load a prepared split (features, then the target as the last column); `kinds` from
-    columns.json (None: every feature numeric). Refuse anything a model should not see."""
-    path = Path(path)
-    if kinds is None:
-        kinds = read_columns(path.parent)
-    frame = _read_parquet(path, hint="; run the stage that writes it (`dvc repro`)")
-    if len(frame.columns) < 2:
-        raise DeepnormalError(f"data file {path} must have feature columns and a target column "
-                              f"(the last one); found {list(frame.columns)}")
-    if frame.empty:
-        raise DeepnormalError(f"data file {path} has columns but no rows")
-    names, target_name = [str(c) for c in frame.columns[:-1]], str(frame.columns[-1])
-    if kinds is None:
-        kinds = dict.fromkeys(names, NUMERIC)
-    if list(kinds) != names:
-        raise DeepnormalError(f"data file {path} has columns {names}, but {COLUMNS_FILE} "
-                              f"describes {list(kinds)}; rerun the generate stage")
-    target, text = numbers(frame[target_name])
-    bad = text | target.isna()
-    if bad.any():
-        _text_error(path, target_name, frame[target_name], bad, " (the target must be a "
-                    "number in every row of a prepared split)")
-    for name, kind in kinds.items():
-        if kind == NUMERIC:
-            parsed, text = numbers(frame[name])
-            if text.any():
-                _text_error(path, name, frame[name], text, "")
-            frame[name] = parsed
-        else:
-            frame[name] = frame[name].astype("str").where(frame[name].notna())
-    return Split(frame=frame[names], target=target.to_numpy(dtype=np.float64), kinds=kinds,
-                 target_name=target_name)
-
-
-def read_splits(directory: Path | str, names: tuple[str, ...] = SPLITS) -> dict[str, Split]:
-    content = _columns_file(Path(directory)) or {"kinds": None, "family": {"name": "normal"}}
-    splits = {name: replace(read_split(split_path(directory, name), content["kinds"]),
-                            family=content["family"]["name"])
-              for name in names}
-    columns = {(split.feature_names, split.target_name) for split in splits.values()}
-    if len(columns) > 1:
-        raise DeepnormalError(f"the splits in {directory} disagree on their columns: {columns}")
-    return splits
-
-
-def _read_parquet(path: Path, hint: str = "") -> pd.DataFrame:
+def read_parquet(path: Path, hint: str = "") -> pd.DataFrame:
     if not path.is_file():
         raise DeepnormalError(f"data file {path} does not exist{hint}")
     try:
@@ -416,7 +299,7 @@ def _read_parquet(path: Path, hint: str = "") -> pd.DataFrame:
                               f"{str(error).splitlines()[0]}") from None
 
 
-def _read_csv(path: Path, hint: str = "", **options) -> pd.DataFrame:
+def read_csv(path: Path, hint: str = "", **options) -> pd.DataFrame:
     if not path.is_file():
         raise DeepnormalError(f"data file {path} does not exist{hint}")
     try:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -10,19 +12,37 @@ import pandas as pd
 
 from deepnormal import metrics, plots, synthetic
 from deepnormal.baselines import LinearGaussian
-from deepnormal.config import Params
-from deepnormal.data import CATEGORICAL, Split
+from deepnormal.config import GenerateParams, Params
+from deepnormal.data import CATEGORICAL
+from deepnormal.inference import TrainedModel
 from deepnormal.peers import PEERS, fit_peer
-from deepnormal.predict import with_intervals
+from deepnormal.predictive import Predictive
+from deepnormal.prepared import Split
 from deepnormal.preprocessing import Encoded
-from deepnormal.trained import TrainedModel
+from deepnormal.train_summary import TrainingRecord
 
-# A predictor maps a split (its raw table and the model's encoding of it, made once) to the
-# Normal (loc, scale) of the transformed target; every predictor of one evaluation shares the
-# model's family (the line is fitted on the same scale, so the comparison stays fair).
-Predictor = Callable[[pd.DataFrame, Encoded], tuple[np.ndarray, np.ndarray]]
-Predictions = dict[str, tuple[np.ndarray, np.ndarray]]  # predictor name -> (loc, scale)
+# A predictor maps a split (its raw table and the model's encoding of it, made once) to a
+# predictive distribution; every predictor of one evaluation shares the model's family (the
+# line is fitted on the same scale, so the comparison stays fair).
+Predictor = Callable[[pd.DataFrame, Encoded], Predictive]
+Predictions = dict[str, Predictive]  # predictor name -> its distribution per row
 SCORED_SPLITS = ("test", "val")
+
+
+@dataclass(frozen=True)
+class Report:
+    """metrics.json: per scored split, one section of scores per predictor (and the model's
+    gap to the oracle, `nll_gap`, when there is one); the calibration; the family."""
+
+    test: dict
+    val: dict
+    calibration: dict  # sigma_scale, ensemble_size
+    family: str
+
+    def to_json(self) -> str:
+        content = {"test": self.test, "val": self.val, "calibration": self.calibration,
+                   "family": self.family}
+        return json.dumps(content, indent=2) + "\n"
 
 
 def predictors(model: TrainedModel, splits: dict[str, Split], params: Params,
@@ -31,48 +51,41 @@ def predictors(model: TrainedModel, splits: dict[str, Split], params: Params,
     linear baseline (least squares on the encoded inputs, fitted to the transformed target);
     the peers evaluate.peers names (fitted on train, early-stopped on val); and, for
     synthetic data, the oracle."""
-    train = splits["train"]
+    train, family = splits["train"], model.family
     design = model.encoder.design
-    linear = LinearGaussian.fit(design(model.encode(train.frame)),
-                                model.family.transform(train.target))
-    found = {"model": lambda frame, encoded: model.predict_encoded(encoded).params}
+    linear = LinearGaussian.fit(design(model.encode(train.frame)), family.transform(train.target))
+    found = {"model": lambda frame, encoded: model.distribution(encoded)}
     if model.sigma_scale != 1.0:
         found["model_uncalibrated"] = (
-            lambda frame, encoded: model.predict_encoded(encoded, calibrated=False).params)
-    found["linear"] = lambda frame, encoded: linear.predict(design(encoded))
+            lambda frame, encoded: model.distribution(encoded, calibrated=False))
+    found["linear"] = lambda frame, encoded: family(*linear.predict(design(encoded)))
     for name in params.evaluate.peers:
-        peer = fit_peer(name, train, splits["val"], model.family)
+        peer = fit_peer(name, train, splits["val"], family)
         found[name] = lambda frame, encoded, peer=peer: peer.predict(frame)
     if synthetic_data:
-        g = params.generate
-
-        def oracle(frame: pd.DataFrame, encoded: Encoded) -> tuple[np.ndarray, np.ndarray]:
-            x = frame.iloc[:, 0].to_numpy()
-            return synthetic.true_mean(x, g), synthetic.true_sigma(x, g)
-
-        found["oracle"] = oracle
+        found["oracle"] = lambda frame, encoded: oracle(frame, params.generate)
     return found
 
 
-def predict_all(split: Split, encoded: Encoded,
-                predictors: dict[str, Predictor]) -> Predictions:
-    """Every predictor on one split, once: scores, tables and plots all reuse the result."""
-    return {name: predict(split.frame, encoded) for name, predict in predictors.items()}
+def oracle(frame: pd.DataFrame, generate: GenerateParams) -> Predictive:
+    """The true distribution of the synthetic data."""
+    from deepnormal.family import Normal
+
+    x = frame.iloc[:, 0].to_numpy()
+    return Normal(synthetic.true_mean(x, generate), synthetic.true_sigma(x, generate))
 
 
-def score_split(split: Split, predictions: Predictions, levels: list[float], family,
-                members: tuple[np.ndarray, np.ndarray] | None = None,
-                encoded: Encoded | None = None) -> dict:
+def score_split(split: Split, predictions: Predictions, levels: list[float],
+                members: Predictive | None = None, encoded: Encoded | None = None) -> dict:
     """One section per predictor, plus the model's NLL gap to the oracle when there is one.
-    With the ensemble members' predictions, the model's section also holds the exact
-    mixture NLL (`mixture_nll`) beside the NLL of its moment-matched Gaussian (`nll`); with
-    the split's encoding, the count of cells that went to the unknown category and that were
-    filled."""
-    section = {}
-    for name, (loc, scale) in predictions.items():
-        section[name] = metrics.score(split.target, loc, scale, levels, family)
+    With the ensemble members' distributions, the model's section also holds the exact
+    mixture NLL (`mixture_nll`) beside the NLL of its moment-matched distribution (`nll`);
+    with the split's encoding, the count of cells that went to the unknown category and that
+    were filled."""
+    section = {name: metrics.score(split.target, predictive, levels)
+               for name, predictive in predictions.items()}
     if members is not None:
-        section["model"]["mixture_nll"] = metrics.mixture_nll(split.target, *members, family)
+        section["model"]["mixture_nll"] = metrics.mixture_nll(split.target, members)
     if encoded is not None:
         section["model"]["unknown_categories"] = sum(encoded.unknown.values())
         section["model"]["filled_cells"] = sum(encoded.filled.values())
@@ -82,26 +95,26 @@ def score_split(split: Split, predictions: Predictions, levels: list[float], fam
 
 
 def evaluate(model: TrainedModel, splits: dict[str, Split], params: Params,
-             levels: list[float]) -> tuple[dict, dict[str, Predictions]]:
+             levels: list[float]) -> tuple[Report, dict[str, Predictions]]:
     """Score the model and its baselines on the test and validation splits: (the report
     written to metrics.json, the predictions per split for tables and plots)."""
     found = predictors(model, splits, params, params.data.source == "synthetic")
-    report, predicted = {}, {}
+    sections, predicted = {}, {}
     for name in SCORED_SPLITS:
-        encoded = model.encode(splits[name].frame)
-        predicted[name] = predict_all(splits[name], encoded, found)
-        report[name] = score_split(splits[name], predicted[name], levels, model.family,
-                                   model.predict_members(encoded), encoded)
-    report["calibration"] = {"sigma_scale": model.sigma_scale,
-                             "ensemble_size": model.ensemble_size}
-    report["family"] = model.family.name
-    return report, predicted
+        split = splits[name]
+        encoded = model.encode(split.frame)
+        predicted[name] = {label: predict(split.frame, encoded)
+                           for label, predict in found.items()}
+        sections[name] = score_split(split, predicted[name], levels, model.members(encoded),
+                                     encoded)
+    calibration = {"sigma_scale": model.sigma_scale, "ensemble_size": model.ensemble_size}
+    return Report(sections["test"], sections["val"], calibration, model.family.name), predicted
 
 
-def quality_warning(report: dict) -> str | None:
+def quality_warning(report: Report) -> str | None:
     """A warning when the model does worse than the homoscedastic line on the validation
     split: its predicted distributions should then not be trusted."""
-    model, line = report["val"]["model"]["nll"], report["val"]["linear"]["nll"]
+    model, line = report.val["model"]["nll"], report.val["linear"]["nll"]
     if model <= line:
         return None
     return (f"the model's validation NLL ({model:.4f}) is worse than the homoscedastic "
@@ -111,13 +124,11 @@ def quality_warning(report: dict) -> str | None:
             "(dvc repro --force -s lr_find)")
 
 
-def mlflow_metrics(report: dict) -> dict[str, float]:
+def mlflow_metrics(report: Report) -> dict[str, float]:
     """Flat names for MLflow: test_nll, test_picp_95, test_linear_nll, test_nll_gap, and
     val_split_* for the validation split (val_nll is the per-epoch training curve)."""
     flat = {}
-    for split in SCORED_SPLITS:
-        section = report[split]
-        prefix = "test" if split == "test" else "val_split"
+    for prefix, section in (("test", report.test), ("val_split", report.val)):
         for predictor, values in section.items():
             if not isinstance(values, dict):
                 flat[f"{prefix}_{predictor}"] = values
@@ -128,41 +139,39 @@ def mlflow_metrics(report: dict) -> dict[str, float]:
     return flat
 
 
-def predictions_table(split: Split, family, loc: np.ndarray, scale: np.ndarray,
-                      levels: list[float]) -> pd.DataFrame:
+def predictions_table(split: Split, predictive: Predictive, levels: list[float]) -> pd.DataFrame:
+    """The split's inputs and target with the model's predictions beside them."""
     table = split.frame.copy()
     table[split.target_name] = split.target
-    return with_intervals(table, family, loc, scale, levels)
+    return predictive.beside(table, levels)
 
 
-def calibration_table(split: Split, predictions: Predictions, family) -> pd.DataFrame:
+def calibration_table(split: Split, predictions: Predictions) -> pd.DataFrame:
     """Nominal vs observed quantile coverage per predictor, the data of the DVC plot."""
     table = pd.DataFrame({"nominal": metrics.CALIBRATION_LEVELS})
-    for name, (loc, scale) in predictions.items():
-        table[name] = metrics.calibration_curve(split.target, loc, scale, family=family)
+    for name, predictive in predictions.items():
+        table[name] = metrics.calibration_curve(split.target, predictive)
     return table
 
 
-def draw(test: Split, predictions: Predictions, model: TrainedModel, history: list[dict],
-         train_summary: dict, out_dir: Path, max_points: int, synthetic_data: bool,
-         params: Params) -> list[Path]:
+def draw(test: Split, predictions: Predictions, model: TrainedModel, training: TrainingRecord,
+         out_dir: Path, max_points: int, truth: GenerateParams | None = None) -> list[Path]:
     """Every evaluation figure. Quantities a reader compares across families are drawn in
     the target's units: the predictive mean, its std and its central intervals. One numeric
-    feature gets the band and sigma(x) plots (the model evaluated on a grid); a table with
-    categorical columns gets the predicted std per category of the first one."""
-    family = model.family
-    loc, scale = predictions["model"]
-    mean, std = family.mean(loc, scale), family.std(loc, scale)
-    bounds = metrics.interval(loc, scale, 0.95, family)
-    curves = {name: metrics.calibration_curve(test.target, *predicted, family=family)
+    feature gets the band and sigma(x) plots (the model evaluated on a grid, with the true
+    curves of the synthetic process `truth` when given); a table with categorical columns
+    gets the predicted std per category of the first one."""
+    predictive = predictions["model"]
+    mean, std = predictive.mean(), predictive.std()
+    curves = {name: metrics.calibration_curve(test.target, predicted)
               for name, predicted in predictions.items()}
+    summary = training.summary
     paths = [
-        plots.learning_curves(history, train_summary["best_epoch"],
-                              train_summary["stopped_early"], out_dir / "learning_curves.png"),
+        plots.learning_curves(training.history, summary.best_epoch, summary.stopped_early,
+                              out_dir / "learning_curves.png"),
         plots.calibration(metrics.CALIBRATION_LEVELS, curves, out_dir / "calibration.png"),
-        plots.pit_histogram(metrics.pit(test.target, loc, scale, family),
-                            out_dir / "pit_histogram.png"),
-        plots.observed_vs_predicted(test.target, mean, bounds,
+        plots.pit_histogram(metrics.pit(test.target, predictive), out_dir / "pit_histogram.png"),
+        plots.observed_vs_predicted(test.target, mean, predictive.interval(0.95),
                                     out_dir / "observed_vs_predicted.png", max_points),
         plots.sigma_vs_error(test.target, mean, std, out_dir / "sigma_vs_error.png",
                              max_points),
@@ -176,33 +185,33 @@ def draw(test: Split, predictions: Predictions, model: TrainedModel, history: li
         name = test.feature_names[0]
         x = test.frame[name].to_numpy(dtype=float)
         grid = np.linspace(np.nanmin(x), np.nanmax(x), 500)
-        grid_prediction = model.predict(pd.DataFrame({name: grid}))
-        bands = {level: grid_prediction.interval(level) for level in (0.6827, 0.9545)}
+        on_grid = model.predict(pd.DataFrame({name: grid})).distribution
+        bands = {level: on_grid.interval(level) for level in (0.6827, 0.9545)}
         true_mu = true_sigma = None
-        if synthetic_data:
-            true_mu = synthetic.true_mean(grid, params.generate)
-            true_sigma = synthetic.true_sigma(grid, params.generate)
+        if truth is not None:
+            true_mu = synthetic.true_mean(grid, truth)
+            true_sigma = synthetic.true_sigma(grid, truth)
         names = (name, test.target_name)
-        paths.append(plots.prediction_band(x, test.target, grid, grid_prediction.mean(), bands,
+        paths.append(plots.prediction_band(x, test.target, grid, on_grid.mean(), bands,
                                            out_dir / "prediction_band.png", names, true_mu,
                                            true_sigma, max_points))
-        paths.append(plots.sigma_vs_input(grid, grid_prediction.std(),
-                                          out_dir / "sigma_vs_input.png", names[0], true_sigma))
+        paths.append(plots.sigma_vs_input(grid, on_grid.std(), out_dir / "sigma_vs_input.png",
+                                          names[0], true_sigma))
     return paths
 
 
-def summary_markdown(report: dict, train_summary: dict, warning: str | None = None) -> str:
-    test = report["test"]
-    calibration = report["calibration"]
+def summary_markdown(report: Report, training: TrainingRecord,
+                     warning: str | None = None) -> str:
+    test, calibration, summary = report.test, report.calibration, training.summary
     lines = [
         "# deepnormal run summary",
         "",
         *([f"**Warning: {warning}.**", ""] if warning else []),
-        f"- learning rate: {train_summary['lr']:.4g} ({train_summary['lr_rule']})",
-        f"- epochs run: {train_summary['epochs_run']}, best epoch: {train_summary['best_epoch']}",
+        f"- learning rate: {summary.lr:.4g} ({summary.lr_rule})",
+        f"- epochs run: {summary.epochs_run}, best epoch: {summary.best_epoch}",
         f"- ensemble of {calibration['ensemble_size']} network(s); sigma scaled by "
         f"{calibration['sigma_scale']:.4f} (fitted on the validation split; 1: none)",
-        f"- predictive family: {report['family']} (every score in the target's own units)",
+        f"- predictive family: {report.family} (every score in the target's own units)",
         f"- exact mixture NLL of the members on the test split: "
         f"{test['model']['mixture_nll']:.4f} (the table scores the one distribution predicted)",
         f"- test cells filled (empty): {test['model']['filled_cells']}; categories never seen "

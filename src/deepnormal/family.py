@@ -1,20 +1,22 @@
-"""The predictive family: how the network's Normal (loc, scale) becomes a distribution of
-the target in its own units, and every score of that distribution. Pure numpy and scipy.
+"""The predictive families, one class each (predictive.Predictive): its parameters per row
+and every score of its distribution, in the target's original units. Pure numpy and scipy.
 
-The network always predicts a Normal N(loc, scale^2) of a transformed target t = g(y):
+The network predicts a Normal N(loc, scale^2) of a transformed target t = g(y):
 - `normal`:    g(y) = y      y ~ N(loc, scale^2)
 - `lognormal`: g(y) = log y  y ~ LogNormal(loc, scale^2), for a positive, skewed target
-Each family is one class that knows its transform, its density's Jacobian and its closed
-forms (NLL, CRPS, CDF, quantiles, mean, median, std), in the way NGBoost keeps one class per
-distribution; the metrics, plots, predict and serving code ask the family and never branch on
-its name. Every score is in the target's original units: the NLL of y is the NLL of t plus
-log|dt/dy|, so a log-normal and a normal model compare on the same scale.
+Each family knows its transform and its density's Jacobian (the table encoder standardises
+t; training adds log|dt/dy| so that every NLL is of y itself) and its closed forms (NLL, CRPS,
+CDF, quantiles, mean, median, std). The NLL of y is the NLL of t plus log|dt/dy|, so a
+log-normal and a normal model compare on the same scale. The rest of the code asks the
+family and never branches on its name.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy.special import ndtr, ndtri
+
+from deepnormal.predictive import Predictive
 
 HALF_LOG_2PI = 0.5 * np.log(2.0 * np.pi)
 
@@ -25,11 +27,27 @@ def normal_nll_points(t: np.ndarray, loc: np.ndarray, scale: np.ndarray) -> np.n
     return HALF_LOG_2PI + np.log(scale) + 0.5 * z**2
 
 
-class Normal:
+def normal_crps(y: np.ndarray, loc: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Closed form CRPS of N(loc, scale^2) at y (Gneiting & Raftery 2007), per point."""
+    z = (y - loc) / scale
+    pdf = np.exp(-0.5 * z**2) / np.sqrt(2.0 * np.pi)
+    return scale * (z * (2.0 * ndtr(z) - 1.0) + 2.0 * pdf - 1.0 / np.sqrt(np.pi))
+
+
+class Normal(Predictive):
+    """y ~ N(loc, scale^2)."""
+
     name = "normal"
+    support = "any real number"
+    columns = ("mu", "sigma")
+
+    def __init__(self, loc, scale) -> None:
+        self.loc = np.asarray(loc, dtype=np.float64)
+        self.scale = np.asarray(scale, dtype=np.float64)
 
     @staticmethod
     def transform(y: np.ndarray) -> np.ndarray:
+        """t = g(y), the scale the network models."""
         return np.asarray(y, dtype=np.float64)
 
     @staticmethod
@@ -39,49 +57,40 @@ class Normal:
 
     @staticmethod
     def invalid_target(y: np.ndarray) -> np.ndarray:
-        """Where y lies outside the family's support (none for the normal)."""
         return np.zeros(np.shape(y), dtype=bool)
 
-    support = "any real number"
+    def parameters(self) -> dict[str, np.ndarray]:
+        return {"mu": self.loc, "sigma": self.scale}
 
-    def nll_points(self, y, loc, scale) -> np.ndarray:
-        return normal_nll_points(self.transform(y), loc, scale) + self.log_jacobian(y)
+    def nll_points(self, y) -> np.ndarray:
+        return normal_nll_points(self.transform(y), self.loc, self.scale)
 
-    @staticmethod
-    def cdf(y, loc, scale) -> np.ndarray:
-        return ndtr((y - loc) / scale)
+    def cdf(self, y) -> np.ndarray:
+        return ndtr((y - self.loc) / self.scale)
 
-    @staticmethod
-    def quantile(level, loc, scale) -> np.ndarray:
-        return loc + scale * ndtri(level)
+    def quantile(self, level) -> np.ndarray:
+        return self.loc + self.scale * ndtri(level)
 
-    @staticmethod
-    def mean(loc, scale) -> np.ndarray:
-        return np.asarray(loc, dtype=np.float64)
+    def mean(self) -> np.ndarray:
+        return self.loc
 
-    @staticmethod
-    def std(loc, scale) -> np.ndarray:
-        return np.asarray(scale, dtype=np.float64)
+    def std(self) -> np.ndarray:
+        return self.scale
 
-    @staticmethod
-    def crps(y, loc, scale) -> np.ndarray:
-        """Closed form CRPS of N(loc, scale^2) at y (Gneiting & Raftery 2007), per point."""
-        z = (y - loc) / scale
-        pdf = np.exp(-0.5 * z**2) / np.sqrt(2.0 * np.pi)
-        return scale * (z * (2.0 * ndtr(z) - 1.0) + 2.0 * pdf - 1.0 / np.sqrt(np.pi))
-
-    def median(self, loc, scale) -> np.ndarray:
-        return self.quantile(0.5, loc, scale)
-
-    def interval(self, level: float, loc, scale) -> tuple[np.ndarray, np.ndarray]:
-        """Bounds of the central `level` interval."""
-        tail = (1.0 - level) / 2.0
-        return self.quantile(tail, loc, scale), self.quantile(1.0 - tail, loc, scale)
+    def crps(self, y) -> np.ndarray:
+        return normal_crps(y, self.loc, self.scale)
 
 
-class LogNormal(Normal):
+class LogNormal(Predictive):
+    """log y ~ N(loc, scale^2): a positive target, skewed to the right."""
+
     name = "lognormal"
     support = "positive numbers"
+    columns = ("mu", "sigma")
+
+    def __init__(self, loc, scale) -> None:
+        self.loc = np.asarray(loc, dtype=np.float64)
+        self.scale = np.asarray(scale, dtype=np.float64)
 
     @staticmethod
     def transform(y: np.ndarray) -> np.ndarray:
@@ -96,37 +105,40 @@ class LogNormal(Normal):
     def invalid_target(y: np.ndarray) -> np.ndarray:
         return ~(np.asarray(y, dtype=np.float64) > 0)
 
-    @staticmethod
-    def cdf(y, loc, scale) -> np.ndarray:
+    def parameters(self) -> dict[str, np.ndarray]:
+        return {"mu": self.loc, "sigma": self.scale}
+
+    def nll_points(self, y) -> np.ndarray:
+        return normal_nll_points(self.transform(y), self.loc, self.scale) + self.log_jacobian(y)
+
+    def cdf(self, y) -> np.ndarray:
         with np.errstate(divide="ignore"):
-            return ndtr((np.log(y) - loc) / scale)
+            return ndtr((np.log(y) - self.loc) / self.scale)
 
-    @staticmethod
-    def quantile(level, loc, scale) -> np.ndarray:
-        return np.exp(loc + scale * ndtri(level))
+    def quantile(self, level) -> np.ndarray:
+        return np.exp(self.loc + self.scale * ndtri(level))
 
-    @staticmethod
-    def mean(loc, scale) -> np.ndarray:
-        return np.exp(loc + 0.5 * np.square(scale))
+    def mean(self) -> np.ndarray:
+        return np.exp(self.loc + 0.5 * np.square(self.scale))
 
-    @staticmethod
-    def std(loc, scale) -> np.ndarray:
-        variance_factor = np.expm1(np.square(scale))
-        return np.exp(loc + 0.5 * np.square(scale)) * np.sqrt(variance_factor)
+    def std(self) -> np.ndarray:
+        variance_factor = np.expm1(np.square(self.scale))
+        return np.exp(self.loc + 0.5 * np.square(self.scale)) * np.sqrt(variance_factor)
 
-    @staticmethod
-    def crps(y, loc, scale) -> np.ndarray:
-        """Closed form CRPS of LogNormal(loc, scale^2) at y > 0 (Baran & Lerch 2015):
+    def crps(self, y) -> np.ndarray:
+        """Closed form CRPS at y > 0 (Baran & Lerch 2015):
         y (2 Phi(w) - 1) - 2 exp(loc + scale^2/2) (Phi(w - scale) + Phi(scale/sqrt 2) - 1),
         w = (log y - loc) / scale."""
+        loc, scale = self.loc, self.scale
         w = (np.log(y) - loc) / scale
         mean = np.exp(loc + 0.5 * np.square(scale))
         return y * (2.0 * ndtr(w) - 1.0) - 2.0 * mean * (
             ndtr(w - scale) + ndtr(scale / np.sqrt(2.0)) - 1.0)
 
 
-FAMILIES = {family.name: family() for family in (Normal, LogNormal)}
+FAMILIES: dict[str, type[Predictive]] = {family.name: family for family in (Normal, LogNormal)}
 
 
-def family(name: str) -> Normal:
+def family_named(name: str) -> type[Predictive]:
+    """The family class for a model.distribution name (resolved: never `auto`)."""
     return FAMILIES[name]

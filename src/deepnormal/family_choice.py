@@ -1,5 +1,5 @@
 """`model.distribution: auto`: which family suits the target, decided once, by the generate
-stage, and kept in data/prepared/columns.json for every later stage.
+stage (preparation.py), and kept in the prepared table's description for every later stage.
 
 A price, a wage, a count of rentals is positive and skewed to the right; a Normal spends
 probability on values below zero and cannot grow its spread with the level. The log-normal
@@ -7,43 +7,31 @@ family models log(target) instead (family.py), and scores in the target's units.
 it when every target in the table is positive and the homoscedastic line (least squares on
 the encoded inputs, one global sigma, a fit in milliseconds) describes the training split
 better on log(target) than on the target itself, by more than MARGIN nats per point, both
-scored as densities of the target (the log-normal's with its Jacobian). On each of the five
-benchmark tables where it picks the log-normal, the network scored better with it too, by
-0.01 to 0.43 nats (docs/model-quality.md); the margin keeps the normal family where the
-line cannot tell the two apart.
+scored as densities of the target (the log-normal's with its Jacobian). The margin keeps the
+normal family where the line cannot tell the two apart (docs/model-quality.md says what the
+choice was worth on the benchmark tables).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import numpy as np
 
 from deepnormal.baselines import LinearGaussian
-from deepnormal.data import Split, read_split, split_path
-from deepnormal.family import family
+from deepnormal.family import family_named
+from deepnormal.prepared import FamilyChoice, Split
 from deepnormal.preprocessing import TableEncoder
 
 AUTO = "auto"
 MARGIN = 0.05  # nats per point the log-normal line must win by
 
 
-@dataclass(frozen=True)
-class FamilyChoice:
-    name: str  # normal | lognormal
-    why: str
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
 def line_nll(train: Split, name: str) -> float:
     """The homoscedastic line's NLL per point on its own training split, in target units."""
-    fam = family(name)
+    family = family_named(name)
     encoder = TableEncoder.fit(train, family=name)
     design = encoder.design(encoder.encode(train.frame))
-    line = LinearGaussian.fit(design, fam.transform(train.target))
-    return float(np.mean(fam.nll_points(train.target, *line.predict(design))))
+    line = LinearGaussian.fit(design, family.transform(train.target))
+    return float(np.mean(family(*line.predict(design)).nll_points(train.target)))
 
 
 def choose_family(distribution: str, train: Split, every_target_positive: bool) -> FamilyChoice:
@@ -62,10 +50,7 @@ def choose_family(distribution: str, train: Split, every_target_positive: bool) 
                                   f"(lognormal needs more than {MARGIN})")
 
 
-def choose_for_prepared(distribution: str, directory, parts: dict, kinds: dict[str, str]
-                        ) -> FamilyChoice:
-    """The choice for splits just written to `directory` (the training split read back as
-    every later stage reads it); `parts` are the split frames, the target last."""
-    positive = all(bool((part.iloc[:, -1] > 0).all()) for part in parts.values())
-    return choose_family(distribution, read_split(split_path(directory, "train"), kinds),
-                         positive)
+def family_to_fit(distribution: str, prepared_family: str) -> str:
+    """The family a model is fitted with: model.distribution when it names one (a tuned or
+    edited value), else the one the generate stage resolved for the prepared splits."""
+    return prepared_family if distribution == AUTO else distribution

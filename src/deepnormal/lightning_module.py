@@ -17,7 +17,8 @@ small tables; one shared stopping epoch left most of them over- or under-fitted.
 With calibrate_sigma, each validation pass also fits the variance calibration factor
 (network.calibration_factor) of the kept ensemble on the validation split, so every
 checkpoint carries the factor that fits its own weights. The table encoder's plain values
-(`table`) are a hyperparameter, so the checkpoint carries the preprocessing with the weights.
+(`table`) and the model's settings are hyperparameters, so the checkpoint carries the
+preprocessing and the network's shape with the weights.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from torchmetrics import MeanMetric
 from deepnormal.config import ModelParams, TrainParams
 from deepnormal.errors import DeepnormalError
 from deepnormal.network import DeepNormalNet, calibration_factor, gaussian_nll_z, mixture_moments
+from deepnormal.preprocessing import TableEncoder
 
 DIVERGENCE_ADVICE = ("the learning rate is too high: set lr_find.fixed_lr lower or lower "
                      "lr_find.upper_bound")
@@ -73,31 +75,17 @@ class KeptMembers:
 
 
 class DeepNormalModule(pl.LightningModule):
-    # Every hyperparameter is a number, a string or a list of numbers: a checkpoint must
-    # load with torch.load(weights_only=True).
-    def __init__(
-        self,
-        table: dict,
-        hidden_sizes: list[int],
-        activation: str,
-        sigma_floor: float,
-        scale_link: str = "softplus",
-        ensemble_size: int = 1,
-        embedding_dim: int = 8,
-        calibrate_sigma: bool = False,
-        lr: float = 1e-3,
-        optimizer: str = "adam",
-        weight_decay: float = 0.0,
-        lr_schedule: str = "constant",
-        max_epochs: int = 100,
-        loss: str = "nll",
-        beta: float = 0.5,
-    ) -> None:
+    # Every hyperparameter is a number, a string, or a dict or list of them (the table
+    # encoder's plain values, model and train settings as params.yaml holds them): a
+    # checkpoint must load with torch.load(weights_only=True).
+    def __init__(self, table: dict, model: dict, train: dict, lr: float,
+                 max_epochs: int) -> None:
         super().__init__()
         # Kept in the checkpoint; the train stage logs params.yaml itself, flattened.
         self.save_hyperparameters(logger=False)
-        self.net = DeepNormalNet(table, hidden_sizes, activation, sigma_floor, scale_link,
-                                 ensemble_size, embedding_dim)
+        self.settings = ModelParams.model_validate(model)
+        self.fit_settings = TrainParams.model_validate(train)
+        self.net = DeepNormalNet.for_table(TableEncoder.from_dict(table), self.settings)
         # The epoch's mean training NLL, accumulated on the device and logged once per
         # epoch: a per-step self.log costs about a third of a step for this small network.
         # NaNs must propagate (the default drops them), so that divergence is seen.
@@ -105,26 +93,11 @@ class DeepNormalModule(pl.LightningModule):
         self.kept: KeptMembers | None = None  # from the first validation pass on
 
     @classmethod
-    def from_params(cls, model: ModelParams, train: TrainParams, table: dict, lr: float,
-                    max_epochs: int) -> DeepNormalModule:
+    def for_fit(cls, encoder: TableEncoder, model: ModelParams, train: TrainParams, lr: float,
+                max_epochs: int) -> DeepNormalModule:
         """`max_epochs` is the run's length (budget.Budget), where the cosine schedule ends."""
-        return cls(
-            table=table,
-            hidden_sizes=list(model.hidden_sizes),
-            activation=model.activation,
-            sigma_floor=model.sigma_floor,
-            scale_link=model.scale_link,
-            ensemble_size=model.ensemble_size,
-            embedding_dim=model.embedding_dim,
-            calibrate_sigma=model.calibrate_sigma,
-            lr=lr,
-            optimizer=train.optimizer,
-            weight_decay=train.weight_decay,
-            lr_schedule=train.lr_schedule,
-            max_epochs=max_epochs,
-            loss=train.loss,
-            beta=train.beta,
-        )
+        return cls(table=encoder.to_dict(), model=model.model_dump(), train=train.model_dump(),
+                   lr=lr, max_epochs=max_epochs)
 
     def training_step(self, batch, batch_idx):
         numeric, codes, y_z, offset = batch  # [M, B, ...]: a mini-batch per member
@@ -132,9 +105,9 @@ class DeepNormalModule(pl.LightningModule):
         nll = gaussian_nll_z(y_z, mu_z, sigma_z)
         # The logged NLL is in the target's own units (the offset is constant per point).
         self.train_nll.update((nll + offset).mean().detach(), nll.numel())
-        if self.hparams.loss == "beta_nll":
+        if self.fit_settings.loss == "beta_nll":
             # Seitzer et al. 2022: weight each point's NLL by a stop-gradient sigma^(2*beta).
-            nll = nll * sigma_z.detach() ** (2 * self.hparams.beta)
+            nll = nll * sigma_z.detach() ** (2 * self.fit_settings.beta)
         # The members' mean loss: their parameters are disjoint, and Adam's updates do not
         # depend on the loss's scale, so each member trains as it would alone.
         return nll.mean()
@@ -171,7 +144,7 @@ class DeepNormalModule(pl.LightningModule):
         self.log_dict({"val_nll": now.mean(), "val_nll_kept": kept.mean()},
                       batch_size=len(now), sync_dist=True)
         self.log("step", float(self.current_epoch))
-        if self.hparams.calibrate_sigma:
+        if self.settings.calibrate_sigma:
             self.net.sigma_scale.fill_(calibration_factor(y_z, kept_mu, kept_sigma))
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -183,13 +156,15 @@ class DeepNormalModule(pl.LightningModule):
             checkpoint[MEMBER_EPOCHS_KEY] = list(self.kept.epochs)
 
     def configure_optimizers(self):
-        hp = self.hparams
-        optimizer_class = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[hp.optimizer]
-        optimizer = optimizer_class(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
-        if hp.lr_schedule == "cosine":
-            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=hp.max_epochs)
+        train = self.fit_settings
+        optimizer_class = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[train.optimizer]
+        optimizer = optimizer_class(self.parameters(), lr=self.hparams.lr,
+                                    weight_decay=train.weight_decay)
+        if train.lr_schedule == "cosine":
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+                optimizer, T_max=self.hparams.max_epochs)
             return {"optimizer": optimizer, "lr_scheduler": scheduler}
-        if hp.lr_schedule == "plateau":
+        if train.lr_schedule == "plateau":
             scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5,
                                                                    patience=10)
             return {"optimizer": optimizer,

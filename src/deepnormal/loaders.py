@@ -18,7 +18,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
-from deepnormal.data import Split
+from deepnormal.prepared import Split
 from deepnormal.preprocessing import TableEncoder
 
 
@@ -39,7 +39,7 @@ def tensors(split: Split, encoder: TableEncoder) -> RowTensors:
     row. The offset turns a point's NLL in standardised units into the NLL of y in its own
     units: log(target std) plus the family's log-Jacobian (log y for the log-normal)."""
     encoded = encoder.encode(split.frame)
-    offset = np.log(encoder.target["std"]) + encoder.family.log_jacobian(split.target)
+    offset = np.log(encoder.target.std) + encoder.family.log_jacobian(split.target)
     return RowTensors(torch.from_numpy(encoded.numeric),
                          torch.from_numpy(encoded.codes),
                          torch.tensor(encoder.target_z(split.target), dtype=torch.float32),

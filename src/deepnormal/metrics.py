@@ -1,10 +1,9 @@
-"""Scores of predictive distributions: arrays in, numbers or arrays out.
+"""Scores of predictive distributions (predictive.Predictive): targets and a distribution in,
+numbers or arrays out.
 
-A predictor's output is a family (family.Normal, family.LogNormal) with the Normal
-(loc, scale) of its transformed target; every score is in the target's original units and
-every NLL is the *full* negative log likelihood in nats per point (including the
-0.5*log(2*pi) constant that torch.nn.GaussianNLLLoss drops by default, and the family's
-Jacobian). With the default family the (loc, scale) are the Gaussian's (mu, sigma).
+Every score is in the target's original units and every NLL is the *full* negative log
+likelihood in nats per point (including the 0.5*log(2*pi) constant that
+torch.nn.GaussianNLLLoss drops by default, and the family's Jacobian).
 """
 
 from __future__ import annotations
@@ -12,95 +11,72 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import logsumexp
 
-from deepnormal.family import HALF_LOG_2PI, Normal, normal_nll_points
+from deepnormal.family import HALF_LOG_2PI
+from deepnormal.predictive import Predictive, level_tag
 
-NORMAL = Normal()
 # Levels at which the calibration curve and the quantile calibration error are read.
 CALIBRATION_LEVELS = np.linspace(0.05, 0.95, 19)
 
 
-def gaussian_nll(y: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> float:
-    return float(np.mean(normal_nll_points(y, mu, sigma)))
+def nll(y: np.ndarray, predictive: Predictive) -> float:
+    """Mean NLL per point."""
+    return float(np.mean(predictive.nll_points(y)))
 
 
-def gaussian_nll_points(y: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
-    """Each point's NLL under N(mu, sigma^2)."""
-    return normal_nll_points(y, mu, sigma)
+def mixture_nll(y: np.ndarray, members: Predictive) -> float:
+    """Exact NLL of an equal-weight mixture of the family's members: their (loc, scale) are
+    [M, n] (members along the first axis), mean over the n points. A mixture of log-normals
+    is a mixture of normals of log y, plus the same Jacobian."""
+    z = (members.transform(y) - members.loc) / members.scale
+    log_densities = -HALF_LOG_2PI - np.log(members.scale) - 0.5 * z**2
+    points = np.log(len(members.loc)) - logsumexp(log_densities, axis=0) + members.log_jacobian(y)
+    return float(np.mean(points))
 
 
-def nll_points(y, loc, scale, family=NORMAL) -> np.ndarray:
-    return family.nll_points(y, loc, scale)
-
-
-def mixture_nll(y: np.ndarray, loc: np.ndarray, scale: np.ndarray, family=NORMAL) -> float:
-    """Exact NLL of an equal-weight mixture of the family: members along the first axis of
-    loc and scale ([M, n]), mean over the n points. A mixture of log-normals is a mixture of
-    normals of log y, plus the same Jacobian."""
-    z = (family.transform(y) - loc) / scale
-    log_densities = -HALF_LOG_2PI - np.log(scale) - 0.5 * z**2
-    nll = np.log(len(loc)) - logsumexp(log_densities, axis=0) + family.log_jacobian(y)
-    return float(np.mean(nll))
-
-
-def gaussian_crps(y: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> float:
-    """Closed form CRPS of N(mu, sigma^2) at y (Gneiting & Raftery 2007), mean over points."""
-    return float(np.mean(NORMAL.crps(y, mu, sigma)))
-
-
-def interval(loc, scale, level: float, family=NORMAL) -> tuple[np.ndarray, np.ndarray]:
-    """Bounds of the central `level` interval."""
-    return family.interval(level, loc, scale)
-
-
-def coverage(y, loc, scale, level: float, family=NORMAL) -> float:
+def coverage(y: np.ndarray, predictive: Predictive, level: float) -> float:
     """PICP: fraction of targets inside the central `level` interval."""
-    low, high = interval(loc, scale, level, family)
+    low, high = predictive.interval(level)
     return float(np.mean((y >= low) & (y <= high)))
 
 
-def mean_interval_width(loc, scale, level: float, family=NORMAL) -> float:
+def mean_interval_width(predictive: Predictive, level: float) -> float:
     """MPIW: mean width of the central `level` interval."""
-    low, high = interval(loc, scale, level, family)
+    low, high = predictive.interval(level)
     return float(np.mean(high - low))
 
 
-def pit(y, loc, scale, family=NORMAL) -> np.ndarray:
+def pit(y: np.ndarray, predictive: Predictive) -> np.ndarray:
     """Probability integral transform: uniform on [0, 1] for a calibrated predictor."""
-    return family.cdf(y, loc, scale)
+    return predictive.cdf(y)
 
 
-def calibration_curve(y, loc, scale, levels: np.ndarray = CALIBRATION_LEVELS,
-                      family=NORMAL) -> np.ndarray:
+def calibration_curve(y: np.ndarray, predictive: Predictive,
+                      levels: np.ndarray = CALIBRATION_LEVELS) -> np.ndarray:
     """Observed fraction of targets below the predicted `level` quantile, per level."""
-    values = pit(y, loc, scale, family)
+    values = pit(y, predictive)
     return np.array([np.mean(values <= level) for level in levels])
 
 
-def calibration_error(y, loc, scale, family=NORMAL) -> float:
+def calibration_error(y: np.ndarray, predictive: Predictive) -> float:
     """Mean |observed - nominal| quantile coverage over CALIBRATION_LEVELS (Kuleshov et al.)."""
-    observed = calibration_curve(y, loc, scale, family=family)
+    observed = calibration_curve(y, predictive)
     return float(np.mean(np.abs(observed - CALIBRATION_LEVELS)))
 
 
-def score(y, loc, scale, levels: list[float], family=NORMAL) -> dict[str, float]:
+def score(y: np.ndarray, predictive: Predictive, levels: list[float]) -> dict[str, float]:
     """Every metric of one predictor on one split, keyed by the names MLflow and DVC show.
     rmse and mae are of the predictive mean; sharpness is the root mean predictive variance."""
-    error = y - family.mean(loc, scale)
+    error = y - predictive.mean()
     scores = {
-        "nll": float(np.mean(family.nll_points(y, loc, scale))),
-        "crps": float(np.mean(family.crps(y, loc, scale))),
+        "nll": nll(y, predictive),
+        "crps": float(np.mean(predictive.crps(y))),
         "rmse": float(np.sqrt(np.mean(error**2))),
         "mae": float(np.mean(np.abs(error))),
-        "calibration_error": calibration_error(y, loc, scale, family),
-        "sharpness": float(np.sqrt(np.mean(family.std(loc, scale) ** 2))),
+        "calibration_error": calibration_error(y, predictive),
+        "sharpness": float(np.sqrt(np.mean(predictive.std() ** 2))),
     }
     for level in levels:
         tag = level_tag(level)
-        scores[f"picp_{tag}"] = coverage(y, loc, scale, level, family)
-        scores[f"mpiw_{tag}"] = mean_interval_width(loc, scale, level, family)
+        scores[f"picp_{tag}"] = coverage(y, predictive, level)
+        scores[f"mpiw_{tag}"] = mean_interval_width(predictive, level)
     return scores
-
-
-def level_tag(level: float) -> str:
-    """0.95 -> '95', 0.5 -> '50', 0.975 -> '97.5': the suffix used in metric names."""
-    return f"{level * 100:g}"

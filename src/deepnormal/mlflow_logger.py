@@ -2,9 +2,8 @@
 
 The stock logger makes one synchronous `log_batch` call per `log_metrics` (twice an epoch
 here: validation, then training), and on a SQLite store each call is a transaction of tens
-of milliseconds: measured on our 2-core machines, 300 epochs of the default network took
-13-16 s to fit with it against 8-9 s without a logger (MLflow's asynchronous mode was
-slower still: its writer thread competes with training for the two cores). This subclass
+of milliseconds (docs/performance.md: what tracking costs; MLflow's asynchronous mode was
+slower still, its writer thread competing with training for the cores). This subclass
 keeps the rows and sends them every `flush_every_s` seconds, so the MLflow UI still follows
 a long run, and at `finalize`, which Lightning calls when fit ends or fails.
 """

@@ -11,9 +11,9 @@
 M = model.ensemble_size members (Lakshminarayanan et al. 2017) have their own weights,
 initialisation and batch order; stacked into [M, in, out] tensors they train as one network
 with batched matrix products, so M = 5 costs far less than five trainings. M = 1 is the
-single model. The network takes the table encoder's plain values (`table`), fitted on the
-training split; sigma_scale is a buffer fitted on the validation split (see
-`calibration_factor`); so a checkpoint alone reproduces predictions.
+single model. The network's sizes come from the table encoder fitted on the training split;
+sigma_scale is a buffer fitted on the validation split (see `calibration_factor`); so a
+checkpoint (weights, encoder, settings) alone reproduces predictions.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from deepnormal.config import ModelParams
 from deepnormal.preprocessing import TableEncoder
 
 ACTIVATIONS = {
@@ -89,42 +90,43 @@ class EnsembleEmbedding(nn.Module):
 
 
 class DeepNormalNet(nn.Module):
-    def __init__(
-        self,
-        table: dict,
-        hidden_sizes: list[int],
-        activation: str,
-        sigma_floor: float,
-        scale_link: str = "softplus",
-        ensemble_size: int = 1,
-        embedding_dim: int = 8,
-    ) -> None:
+    """Built from the table's input sizes, the target's standardisation and the model's
+    settings (config.ModelParams): a new model option is read here and nowhere else."""
+
+    def __init__(self, numeric_dim: int, cardinalities: list[int], target_mean: float,
+                 target_std: float, settings: ModelParams) -> None:
         super().__init__()
-        encoder = TableEncoder.from_dict(table)
-        self.ensemble_size = ensemble_size
+        members, embedding_dim = settings.ensemble_size, settings.embedding_dim
+        self.ensemble_size = members
         # A column with at most embedding_dim codes is one-hot (its first-layer weights are
         # its embedding); a larger one gets a learned embedding of embedding_dim numbers.
-        self.cardinalities = encoder.cardinalities
+        self.cardinalities = list(cardinalities)
         self.embeddings = nn.ModuleDict({
-            str(j): EnsembleEmbedding(ensemble_size, size, embedding_dim)
+            str(j): EnsembleEmbedding(members, size, embedding_dim)
             for j, size in enumerate(self.cardinalities) if size > embedding_dim})
-        width = encoder.numeric_dim + sum(
+        width = numeric_dim + sum(
             embedding_dim if size > embedding_dim else size for size in self.cardinalities)
         layers: list[nn.Module] = []
-        for size in hidden_sizes:
-            layers += [EnsembleLinear(ensemble_size, width, size), ACTIVATIONS[activation]()]
+        for size in settings.hidden_sizes:
+            layers += [EnsembleLinear(members, width, size), ACTIVATIONS[settings.activation]()]
             width = size
         self.body = nn.Sequential(*layers)
-        self.mean_head = EnsembleLinear(ensemble_size, width, 1)
-        self.scale_head = EnsembleLinear(ensemble_size, width, 1)
-        self.link, unit_raw = SCALE_LINKS[scale_link]
+        self.mean_head = EnsembleLinear(members, width, 1)
+        self.scale_head = EnsembleLinear(members, width, 1)
+        self.link, unit_raw = SCALE_LINKS[settings.scale_link]
         with torch.no_grad():
             self.scale_head.bias.fill_(unit_raw)
-        self.sigma_floor = sigma_floor
-        self.y_mean = float(encoder.target["mean"])
-        self.y_std = float(encoder.target["std"])
+        self.sigma_floor = settings.sigma_floor
+        self.y_mean = float(target_mean)
+        self.y_std = float(target_std)
         # The variance calibration factor (1: none); saved with the weights.
         self.register_buffer("sigma_scale", torch.tensor(1.0))
+
+    @classmethod
+    def for_table(cls, encoder: TableEncoder, settings: ModelParams) -> DeepNormalNet:
+        """The network for a fitted table encoder."""
+        return cls(encoder.numeric_dim, encoder.cardinalities, encoder.target.mean,
+                   encoder.target.std, settings)
 
     def inputs(self, numeric: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         """The first layer's input [M, B, width] from numeric [B, d] or [M, B, d] and codes
@@ -196,7 +198,3 @@ def calibration_factor(y_z: torch.Tensor, mu_z: torch.Tensor, sigma_z: torch.Ten
     """The factor s minimising the Gaussian NLL of N(mu, (s sigma)^2) on (y, mu, sigma):
     d/ds [log s + z^2 / (2 s^2)] = 0 gives s = sqrt(mean(z^2)) with z = (y - mu) / sigma."""
     return float(((y_z - mu_z) / sigma_z).square().mean().sqrt())
-
-
-NET_ARGS = ("table", "hidden_sizes", "activation", "sigma_floor", "scale_link",
-            "ensemble_size", "embedding_dim")

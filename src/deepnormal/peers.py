@@ -1,7 +1,8 @@
 """The tools practitioners use instead, as baselines: CatBoost (`RMSEWithUncertainty`) and
 NGBoost (`Dist=Normal`), fitted on the training split with early stopping on the validation
-split, predicting a Normal (loc, scale) of the family's transformed target (log y for the
-log-normal family), so evaluate scores them exactly as it scores the model.
+split, each predicting a Normal (loc, scale) of the family's transformed target (log y for the
+log-normal family) as that family's distribution, so evaluate scores them exactly as it
+scores the model.
 
 Optional: the `peers` extra (`pip install 'deepnormal[peers]'`) installs both; evaluate fits
 those that `evaluate.peers` names, and says how to install a missing one.
@@ -19,8 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from deepnormal.data import CATEGORICAL, Split
+from deepnormal.data import CATEGORICAL
 from deepnormal.errors import DeepnormalError
+from deepnormal.predictive import Predictive
+from deepnormal.prepared import Split
 from deepnormal.preprocessing import MISSING_CATEGORY
 
 PEERS = ("catboost", "ngboost")
@@ -30,10 +33,10 @@ NGBOOST_PATIENCE = 50
 
 @dataclass(frozen=True)
 class FittedPeer:
-    """A fitted peer: frame -> Normal (loc, scale) of the transformed target."""
+    """A fitted peer: frame -> the family's distribution per row."""
 
     name: str
-    predict: Callable[[pd.DataFrame], tuple[np.ndarray, np.ndarray]]
+    predict: Callable[[pd.DataFrame], Predictive]
     seconds: float  # the fit's wall time
 
 
@@ -91,9 +94,9 @@ def fit_catboost(train: Split, val: Split, family, seed: int = 0) -> FittedPeer:
               early_stopping_rounds=CATBOOST_PATIENCE)
     seconds = time.perf_counter() - start
 
-    def predict(data: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def predict(data: pd.DataFrame) -> Predictive:
         predicted = model.predict(frame(data))  # columns: mean, variance
-        return predicted[:, 0], np.sqrt(predicted[:, 1])
+        return family(predicted[:, 0], np.sqrt(predicted[:, 1]))
 
     return FittedPeer("catboost", predict, seconds)
 
@@ -108,9 +111,9 @@ def fit_ngboost(train: Split, val: Split, family, seed: int = 0) -> FittedPeer:
               early_stopping_rounds=NGBOOST_PATIENCE)
     seconds = time.perf_counter() - start
 
-    def predict(data: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def predict(data: pd.DataFrame) -> Predictive:
         params = model.pred_dist(encode(data)).params
-        return params["loc"], params["scale"]
+        return family(params["loc"], params["scale"])
 
     return FittedPeer("ngboost", predict, seconds)
 
@@ -118,6 +121,6 @@ def fit_ngboost(train: Split, val: Split, family, seed: int = 0) -> FittedPeer:
 FITS = {"catboost": fit_catboost, "ngboost": fit_ngboost}
 
 
-def fit_peer(name: str, train: Split, val: Split, family) -> FittedPeer:
-    """`family` (family.py): the peer models its transformed target."""
+def fit_peer(name: str, train: Split, val: Split, family: type[Predictive]) -> FittedPeer:
+    """`family` (a family.py class): the peer models its transformed target."""
     return FITS[name](train, val, family)

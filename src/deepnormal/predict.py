@@ -18,57 +18,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from deepnormal import paths
 from deepnormal.errors import run_stage
-
-DEFAULT_LEVELS = (0.5, 0.8, 0.95)
-
-
-def with_intervals(table: pd.DataFrame, family, loc: np.ndarray, scale: np.ndarray,
-                   levels) -> pd.DataFrame:
-    """`table` plus the predictive mean, median, std, the family's (mu, sigma) and the
-    central interval bounds at each level."""
-    from deepnormal import metrics
-
-    table = table.copy()
-    table["mean"] = family.mean(loc, scale)
-    table["median"] = family.median(loc, scale)
-    table["std"] = family.std(loc, scale)
-    table["mu"] = loc
-    table["sigma"] = scale
-    for level in levels:
-        tag = metrics.level_tag(level)
-        table[f"lower_{tag}"], table[f"upper_{tag}"] = metrics.interval(loc, scale, level, family)
-    return table
-
-
-def encoding_note(prediction) -> str | None:
-    """One line on the cells that were filled or met an unseen category, or None."""
-    parts = []
-    unknown = {name: n for name, n in prediction.unknown.items() if n}
-    filled = {name: n for name, n in prediction.filled.items() if n}
-    if unknown:
-        parts.append(f"{sum(unknown.values())} cell(s) held a category not seen in training "
-                     f"or too rare there ({', '.join(f'{k}: {v}' for k, v in unknown.items())}),"
-                     " predicted as 'unknown'")
-    if filled:
-        parts.append(f"{sum(filled.values())} empty cell(s) filled as in training "
-                     f"({', '.join(f'{k}: {v}' for k, v in filled.items())})")
-    return "; ".join(parts) or None
+from deepnormal.predictive import DEFAULT_LEVELS
 
 
 def predict_table(table: pd.DataFrame, checkpoint: Path, levels,
                   source: str) -> tuple[pd.DataFrame, str | None]:
-    """The table with its predictions, and the encoding note."""
-    from deepnormal.trained import load_model
+    """The table with its predictions beside it, and the encoding note."""
+    from deepnormal.inference import load_model
 
-    model = load_model(checkpoint)
-    prediction = model.predict(table, source=source)
-    return (with_intervals(table, model.family, prediction.loc, prediction.scale, levels),
-            encoding_note(prediction))
+    prediction = load_model(checkpoint).predict(table, source=source)
+    return prediction.distribution.beside(table, levels), prediction.note()
 
 
 def write_table(table: pd.DataFrame, path: Path) -> None:

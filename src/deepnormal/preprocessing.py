@@ -16,14 +16,15 @@ In the spirit of pytorch-tabular's fitted datamodule, nothing downstream re-deri
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 
-from deepnormal.data import CATEGORICAL, Split, canonical_categories, numbers, shown
+from deepnormal.data import CATEGORICAL, canonical_categories, cell_text, numbers
 from deepnormal.errors import DeepnormalError
-from deepnormal.family import family as family_named
+from deepnormal.family import family_named
+from deepnormal.prepared import Split
 
 MISSING_CATEGORY = "(missing)"
 UNKNOWN_CODE = 0
@@ -73,13 +74,13 @@ def columns_to_log(numeric: dict[str, np.ndarray], target: np.ndarray,
     return chosen
 
 
-def scaling(values: np.ndarray, standardize: bool) -> dict:
-    """A numeric input's standardisation (identity without `standardize`)."""
+def scaling(values: np.ndarray, standardize: bool) -> tuple[float, float]:
+    """A numeric input's standardisation (mean, std); identity without `standardize`."""
     if not standardize:
-        return {"mean": 0.0, "std": 1.0}
+        return 0.0, 1.0
     std = float(values.std())
     # A constant column would divide by zero; leave it unscaled.
-    return {"mean": float(values.mean()), "std": std if std > 0 else 1.0}
+    return float(values.mean()), std if std > 0 else 1.0
 
 
 def skewed_count(values: np.ndarray) -> bool:
@@ -91,10 +92,36 @@ def skewed_count(values: np.ndarray) -> bool:
 
 
 @dataclass(frozen=True)
+class NumericColumn:
+    name: str
+    fill: float  # the training median, for empty cells
+    log: bool  # enters as log(1 + x)
+    flag: bool  # had empty cells in training: a 0/1 "was empty" input beside it
+    mean: float  # standardisation, after the log
+    std: float
+
+
+@dataclass(frozen=True)
+class CategoricalColumn:
+    name: str
+    categories: tuple[str, ...]  # category i has code i + 1; code 0 is the unknown slot
+
+
+@dataclass(frozen=True)
+class TargetScaling:
+    """The target's family and the standardisation of its transform (log y, or y)."""
+
+    name: str
+    family: str
+    mean: float
+    std: float
+
+
+@dataclass(frozen=True)
 class TableEncoder:
-    numeric: list[dict]  # {name, fill, mean, std, flag}; flag: a "was empty" input
-    categorical: list[dict]  # {name, categories}; category i has code i + 1
-    target: dict  # {name, family, mean, std}: statistics of the transformed target
+    numeric: tuple[NumericColumn, ...]
+    categorical: tuple[CategoricalColumn, ...]
+    target: TargetScaling
 
     @classmethod
     def fit(cls, train: Split, family: str = "normal", standardize: bool = True,
@@ -105,7 +132,7 @@ class TableEncoder:
             if train.kinds[name] == CATEGORICAL:
                 counts = canonical_categories(values).fillna(MISSING_CATEGORY).value_counts()
                 kept = sorted(str(c) for c, n in counts.items() if n >= min_category_rows)
-                categorical.append({"name": name, "categories": kept})
+                categorical.append(CategoricalColumn(name, tuple(kept)))
                 continue
             x = numbers(values)[0]
             if x.isna().all():
@@ -113,52 +140,61 @@ class TableEncoder:
                                       "split; drop it from data.features")
             fill = float(x.median())
             filled[name] = x.fillna(fill).to_numpy()
-            numeric.append({"name": name, "fill": fill, "log": False,
-                            "flag": bool(x.isna().any())} | scaling(filled[name], standardize))
+            numeric.append(NumericColumn(name, fill, False, bool(x.isna().any()),
+                                         *scaling(filled[name], standardize)))
         fam = family_named(family)
         t = fam.transform(train.target)
         std = float(t.std()) if standardize else 1.0
-        encoder = cls(numeric, categorical, {
-            "name": train.target_name, "family": fam.name,
-            "mean": float(t.mean()) if standardize else 0.0, "std": std if std > 0 else 1.0})
+        encoder = cls(tuple(numeric), tuple(categorical), TargetScaling(
+            train.target_name, fam.name, float(t.mean()) if standardize else 0.0,
+            std if std > 0 else 1.0))
         if not log_skewed:
             return encoder
         # The line that decides sees the categories as the linear baseline does (one-hot).
         one_hot = encoder.design(encoder.encode(train.frame))[:, encoder.numeric_dim:]
         logged = columns_to_log(filled, t, one_hot)
-        numeric = [spec | {"log": True} | scaling(np.log1p(filled[spec["name"]]), standardize)
-                   if spec["name"] in logged else spec for spec in numeric]
-        return cls(numeric, categorical, encoder.target)
+        numeric = [NumericColumn(c.name, c.fill, True, c.flag,
+                                 *scaling(np.log1p(filled[c.name]), standardize))
+                   if c.name in logged else c for c in numeric]
+        return cls(tuple(numeric), encoder.categorical, encoder.target)
 
     # --- plain values, for the checkpoint ---------------------------------------------
     def to_dict(self) -> dict:
-        return {"numeric": self.numeric, "categorical": self.categorical, "target": self.target}
+        return {"numeric": [asdict(c) for c in self.numeric],
+                "categorical": [{"name": c.name, "categories": list(c.categories)}
+                                for c in self.categorical],
+                "target": asdict(self.target)}
 
     @classmethod
     def from_dict(cls, values: dict) -> TableEncoder:
-        return cls(list(values["numeric"]), list(values["categorical"]), dict(values["target"]))
+        numeric = tuple(NumericColumn(c["name"], c["fill"], c.get("log", False),  # older
+                                      c["flag"], c["mean"], c["std"])         # had no log
+                        for c in values["numeric"])
+        categorical = tuple(CategoricalColumn(c["name"], tuple(c["categories"]))
+                            for c in values["categorical"])
+        return cls(numeric, categorical, TargetScaling(**values["target"]))
 
     # --- what the network needs -------------------------------------------------------
     @property
     def feature_names(self) -> list[str]:
-        return [c["name"] for c in self.numeric] + [c["name"] for c in self.categorical]
+        return [c.name for c in self.numeric] + [c.name for c in self.categorical]
 
     @property
     def numeric_dim(self) -> int:
-        return len(self.numeric) + sum(c["flag"] for c in self.numeric)
+        return len(self.numeric) + sum(c.flag for c in self.numeric)
 
     @property
     def cardinalities(self) -> list[int]:
         """Codes per categorical column, the unknown slot included."""
-        return [len(c["categories"]) + 1 for c in self.categorical]
+        return [len(c.categories) + 1 for c in self.categorical]
 
     @property
     def family(self):
-        return family_named(self.target["family"])
+        return family_named(self.target.family)
 
     @property
     def categorical_names(self) -> list[str]:
-        return [c["name"] for c in self.categorical]
+        return [c.name for c in self.categorical]
 
     # --- applying it --------------------------------------------------------------------
     def encode(self, frame: pd.DataFrame, source: str = "the input") -> Encoded:
@@ -172,31 +208,31 @@ class TableEncoder:
         n = len(frame)
         columns, filled, unknown = [], {}, {}
         for spec in self.numeric:
-            raw = frame[spec["name"]]
+            raw = frame[spec.name]
             x, text = numbers(raw)
             if text.any():
                 row = int(np.argmax(text.to_numpy()))
                 raise DeepnormalError(
-                    f"{source}, column '{spec['name']}': {int(text.sum())} value(s) are not "
-                    f"numbers; first at data row {row + 1}: {shown(raw.iloc[row])}")
+                    f"{source}, column '{spec.name}': {int(text.sum())} value(s) are not "
+                    f"numbers; first at data row {row + 1}: {cell_text(raw.iloc[row])}")
             empty = x.isna().to_numpy()
-            filled[spec["name"]] = int(empty.sum())
+            filled[spec.name] = int(empty.sum())
             # In float32, as the network computes: the same arithmetic whatever the caller.
-            values = x.fillna(spec["fill"]).to_numpy(dtype=np.float32)
-            if spec.get("log"):  # absent from older checkpoints
+            values = x.fillna(spec.fill).to_numpy(dtype=np.float32)
+            if spec.log:
                 values = np.log1p(np.maximum(values, np.float32(0)))
-            columns.append((values - np.float32(spec["mean"])) / np.float32(spec["std"]))
-            if spec["flag"]:
+            columns.append((values - np.float32(spec.mean)) / np.float32(spec.std))
+            if spec.flag:
                 columns.append(empty.astype(np.float64))
         codes = np.zeros((n, len(self.categorical)), dtype=np.int64)
         for j, spec in enumerate(self.categorical):
-            labels = canonical_categories(frame[spec["name"]])
-            filled[spec["name"]] = int(labels.isna().sum())
-            lookup = {label: i + 1 for i, label in enumerate(spec["categories"])}
+            labels = canonical_categories(frame[spec.name])
+            filled[spec.name] = int(labels.isna().sum())
+            lookup = {label: i + 1 for i, label in enumerate(spec.categories)}
             column = labels.fillna(MISSING_CATEGORY).map(lookup)
             # An empty cell counts as filled; it takes the unknown slot only when training
             # had too few empty cells for a "(missing)" category of its own.
-            unknown[spec["name"]] = int((column.isna() & labels.notna()).sum())
+            unknown[spec.name] = int((column.isna() & labels.notna()).sum())
             codes[:, j] = column.fillna(UNKNOWN_CODE).to_numpy(dtype=np.int64)
         numeric = (np.column_stack(columns) if columns else np.zeros((n, 0))).astype(np.float32)
         return Encoded(numeric, codes, unknown, filled)
@@ -210,4 +246,4 @@ class TableEncoder:
 
     def target_z(self, y: np.ndarray) -> np.ndarray:
         """The standardised transformed target the network is trained on."""
-        return (self.family.transform(y) - self.target["mean"]) / self.target["std"]
+        return (self.family.transform(y) - self.target.mean) / self.target.std

@@ -17,23 +17,20 @@ import mlflow.pyfunc
 import pandas as pd
 
 import deepnormal
+from deepnormal.predictive import DEFAULT_LEVELS
 
 MODEL_NAME = "model"
 
 
 class DeepNormalPyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
-        from deepnormal.trained import load_model
+        from deepnormal.inference import load_model
 
         self.model = load_model(context.artifacts["checkpoint"])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        from deepnormal.predict import DEFAULT_LEVELS, with_intervals
-
         prediction = self.model.predict(model_input, source="the request")
-        columns = with_intervals(pd.DataFrame(index=model_input.index), self.model.family,
-                                 prediction.loc, prediction.scale, DEFAULT_LEVELS)
-        return columns.reset_index(drop=True)
+        return prediction.distribution.frame(DEFAULT_LEVELS)
 
 
 def signature(model, example: pd.DataFrame):
@@ -46,19 +43,15 @@ def signature(model, example: pd.DataFrame):
     from mlflow.types import ColSpec, Schema
     from mlflow.types.schema import AnyType
 
-    from deepnormal.predict import DEFAULT_LEVELS, with_intervals
-
-    prediction = model.predict(example)
-    outputs = with_intervals(pd.DataFrame(), model.family, prediction.loc, prediction.scale,
-                             DEFAULT_LEVELS)
+    outputs = model.family.output_columns(DEFAULT_LEVELS)
     return ModelSignature(Schema([ColSpec(AnyType(), name) for name in example.columns]),
-                          Schema([ColSpec("double", name) for name in outputs.columns]))
+                          Schema([ColSpec("double", name) for name in outputs]))
 
 
 def log_model(checkpoint: Path, example: pd.DataFrame) -> None:
     """Log the checkpoint as a servable model with a signature and an input example (raw
     rows of the validation split, in the model's column order)."""
-    from deepnormal.trained import load_model
+    from deepnormal.inference import load_model
 
     # An info line ("Validating input example ...") and a progress bar for a few small files.
     logging.getLogger("mlflow.pyfunc").setLevel(logging.WARNING)

@@ -1,4 +1,4 @@
-"""The reference data-generating process (see README): pure numpy, no torch.
+"""The reference data-generating process (see README): numpy and pandas, no torch.
 
     x ~ Uniform(x_low, x_high)
     mu(x)    = intercept + slope * x + cos_amplitude * cos(cos_frequency * x)
@@ -9,8 +9,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from deepnormal.config import GenerateParams
+
+# The synthetic table's columns: one feature, then the target.
+COLUMNS = ("x", "y")
 
 
 def true_mean(x: np.ndarray, p: GenerateParams) -> np.ndarray:
@@ -28,3 +32,8 @@ def sample(p: GenerateParams) -> tuple[np.ndarray, np.ndarray]:
     # sigma(x) can touch 0 (e.g. at x = -3.927 for the defaults); the noise is then exactly 0.
     noise = rng.standard_normal(p.n) * true_sigma(x, p)
     return x, true_mean(x, p) + noise
+
+
+def table(p: GenerateParams) -> pd.DataFrame:
+    """The n sampled points as a table of COLUMNS."""
+    return pd.DataFrame(dict(zip(COLUMNS, sample(p), strict=True)))

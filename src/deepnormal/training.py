@@ -19,14 +19,14 @@ from pytorch_lightning.tuner import Tuner
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
-from deepnormal.budget import Budget, batch_size, budget
+from deepnormal.budget import Budget, batch_size
 from deepnormal.config import Params
-from deepnormal.data import Split
 from deepnormal.errors import DeepnormalError
-from deepnormal.family_choice import AUTO
+from deepnormal.family_choice import family_to_fit
 from deepnormal.lightning_module import DIVERGENCE_ADVICE, MEMBER_EPOCHS_KEY, DeepNormalModule
 from deepnormal.loaders import SplitData, member_batches
 from deepnormal.lr_rule import LrChoice, choose_lr, fixed_choice
+from deepnormal.prepared import Split
 from deepnormal.preprocessing import TableEncoder
 
 # The stages print what matters themselves (the device, progress, the result). Lightning's
@@ -83,9 +83,7 @@ def device_description(trainer: pl.Trainer) -> str:
 
 def fit_encoder(params: Params, train: Split) -> TableEncoder:
     """The table encoder for these params, fitted on the training split."""
-    # auto: the family the generate stage chose for this table (family_choice.py).
-    distribution = params.model.distribution
-    return TableEncoder.fit(train, family=train.family if distribution == AUTO else distribution,
+    return TableEncoder.fit(train, family=family_to_fit(params.model.distribution, train.family),
                             standardize=params.model.standardize,
                             min_category_rows=params.data.min_category_rows,
                             log_skewed=params.model.log_skewed)
@@ -99,8 +97,8 @@ def range_test(params: Params, train: Split) -> tuple[np.ndarray, np.ndarray]:
     pl.seed_everything(params.train.seed, verbose=False)
     encoder = fit_encoder(params, train)
     # The finder replaces the lr schedule, so the run's length does not matter here.
-    module = DeepNormalModule.from_params(params.model, params.train, encoder.to_dict(),
-                                          lr=params.lr_find.min_lr, max_epochs=1)
+    module = DeepNormalModule.for_fit(encoder, params.model, params.train,
+                                      lr=params.lr_find.min_lr, max_epochs=1)
     # The batch training will use: the lr suits it.
     loader = member_batches(train, encoder, batch_size(len(train), params.train),
                             params.model.ensemble_size, seed=params.train.seed)
@@ -201,9 +199,8 @@ def fit(params: Params, train: Split, val: Split, lr: float, out_dir: Path,
     p = params.train
     pl.seed_everything(p.seed, verbose=False)
     encoder = fit_encoder(params, train)
-    plan = budget(len(train), p)
-    module = DeepNormalModule.from_params(params.model, p, encoder.to_dict(), lr,
-                                          max_epochs=plan.max_epochs)
+    plan = Budget.for_rows(len(train), p)
+    module = DeepNormalModule.for_fit(encoder, params.model, p, lr, max_epochs=plan.max_epochs)
     history = EpochHistory(plan.max_epochs, print_every_s=5.0 if progress else None)
     stopper = EarlyStopping(monitor=MONITOR, mode="min", patience=plan.patience,
                             min_delta=p.min_delta, check_finite=True)

@@ -32,11 +32,12 @@ import pandas as pd
 import pytorch_lightning as pl
 from pydantic import ValidationError
 
-from deepnormal import metrics, tracking
-from deepnormal.config import TUNABLE, Params, SearchRange, search_space
-from deepnormal.data import Split
+from deepnormal import stores, tracking
+from deepnormal.config import TUNABLE, Params
 from deepnormal.errors import SEARCH_INTERRUPTED, DeepnormalError, first_line
-from deepnormal.trained import load_model
+from deepnormal.inference import load_model
+from deepnormal.prepared import Split
+from deepnormal.search_space import SearchSpace
 from deepnormal.training import MONITOR, find_lr, fit
 
 STORE_FILE = "optuna.db"
@@ -53,8 +54,8 @@ optuna.logging.set_verbosity(optuna.logging.ERROR)  # the stage prints one line 
 
 
 def storage_url(params: Params) -> str:
-    """tune.storage, or the default SQLite file. Shown through tracking.shown (no password)."""
-    return params.tune.storage or f"sqlite:///{tracking.repo_root() / STORE_FILE}"
+    """tune.storage, or the default SQLite file. Shown through stores.redacted (no password)."""
+    return params.tune.storage or f"sqlite:///{stores.repo_root() / STORE_FILE}"
 
 
 def study_name(params: Params, train: Split, val: Split) -> str:
@@ -84,12 +85,12 @@ def open_study(params: Params, name: str) -> optuna.Study:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             storage = optuna.storages.RDBStorage(
                 url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                engine_kwargs={"connect_args": tracking.connect_args(url)})
+                engine_kwargs={"connect_args": stores.connect_args(url)})
         existing = len(optuna.load_study(study_name=name, storage=storage).trials)
     except KeyError:  # no such study yet
         existing = 0
     except Exception as error:  # SQLAlchemy's errors for a bad URL or an unreachable server
-        raise DeepnormalError(f"cannot use the Optuna storage {tracking.shown(url)}: "
+        raise DeepnormalError(f"cannot use the Optuna storage {stores.redacted(url)}: "
                               f"{first_line(error, 300)}; check tune.storage") from None
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=10)
               if t.prune else optuna.pruners.NopPruner())
@@ -101,33 +102,6 @@ def open_study(params: Params, name: str) -> optuna.Study:
 def finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     return study.get_trials(deepcopy=False, states=states)
-
-
-def suggest(trial: optuna.Trial, space: dict[str, SearchRange | list]) -> dict[str, object]:
-    """The trial's value for every searched param. Choices that are not plain scalars (a list
-    of layer sizes) go to Optuna as JSON text, which it records and compares as it must."""
-    values = {}
-    for key, spec in space.items():
-        if isinstance(spec, SearchRange) and _takes_int(key):  # config: whole-number ends
-            values[key] = trial.suggest_int(key, int(spec.low), int(spec.high), log=spec.log)
-        elif isinstance(spec, SearchRange):
-            values[key] = trial.suggest_float(key, spec.low, spec.high, log=spec.log)
-        elif _json_coded(spec):
-            values[key] = json.loads(trial.suggest_categorical(key, [json.dumps(c) for c in spec]))
-        else:
-            values[key] = trial.suggest_categorical(key, spec)
-    return values
-
-
-def _takes_int(key: str) -> bool:
-    section, name = key.split(".")
-    return TUNABLE[section].model_fields[name].annotation is int
-
-
-def _json_coded(spec: SearchRange | list) -> bool:
-    """Choices Optuna cannot hold as they are (it takes None, bool, int, float and str)."""
-    return isinstance(spec, list) and not all(
-        choice is None or isinstance(choice, bool | int | float | str) for choice in spec)
 
 
 class PruneOnValNll(pl.Callback):
@@ -150,9 +124,9 @@ class PruneOnValNll(pl.Callback):
 
 
 def objective(params: Params, train: Split, val: Split,
-              space: dict[str, SearchRange | list]) -> Callable[[optuna.Trial], float]:
+              space: SearchSpace) -> Callable[[optuna.Trial], float]:
     def run(trial: optuna.Trial) -> float:
-        values = {} if trial.user_attrs.get(DEFAULTS_ATTR) else suggest(trial, space)
+        values = {} if trial.user_attrs.get(DEFAULTS_ATTR) else space.suggest(trial)
         try:
             trial_params = params.with_values(values)
         except ValidationError as error:  # e.g. a searched lr beyond lr_find's bounds
@@ -181,8 +155,7 @@ def objective(params: Params, train: Split, val: Split,
 def nll_points(model, split: Split) -> np.ndarray:
     """Each validation point's NLL as the trial's value scores it: before the variance
     calibration (fitted on these same points), so their mean is the trial's value."""
-    prediction = model.predict(split.frame, calibrated=False)
-    return metrics.nll_points(split.target, *prediction.params, model.family)
+    return model.predict(split.frame, calibrated=False).distribution.nll_points(split.target)
 
 
 def _failed(trial: optuna.Trial, message: str) -> DeepnormalError:
@@ -198,7 +171,7 @@ class Winner:
     why: str
 
 
-def choose(study: optuna.Study, space: dict) -> Winner:
+def choose(study: optuna.Study, space: SearchSpace) -> Winner:
     """The trial the pipeline should train. The search starts with params.yaml's own values
     (its first trial); another trial replaces them only when it is better on the validation
     split by more than twice the standard error of the per-point difference, because on a
@@ -207,7 +180,7 @@ def choose(study: optuna.Study, space: dict) -> Winner:
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     best = min(complete, key=lambda trial: trial.value)
     baseline = next((t for t in complete if t.user_attrs.get(DEFAULTS_ATTR)), None)
-    values = _values(best, space)
+    values = space.values(best.params)
     if baseline is None or best.number == baseline.number:
         why = "the lowest validation NLL" + (" (params.yaml's own values)" if baseline else "")
         return Winner(best.number, best.value, {} if baseline else values, why)
@@ -229,7 +202,7 @@ def search(study: optuna.Study, params: Params, train: Split, val: Split,
     """Run trials until the study holds tune.trials finished ones (or tune.timeout_minutes
     pass); returns the trial the pipeline should train (`choose`)."""
     t = params.tune
-    space = search_space(t.space)
+    space = SearchSpace.checked(t.space, TUNABLE)
     if not study.trials:  # the first trial: params.yaml as it is
         study.enqueue_trial({}, user_attrs={DEFAULTS_ATTR: True})
     remaining = t.trials - len(finished(study))
@@ -247,12 +220,6 @@ def search(study: optuna.Study, params: Params, train: Split, val: Split,
         raise DeepnormalError("no trial of the search completed" + (
             f"; the first failure: {errors[0]}" if errors else "") + "; check tune.space")
     return choose(study, space)
-
-
-def _values(trial: optuna.trial.FrozenTrial, space: dict) -> dict[str, object]:
-    """A trial's params as params.yaml values (JSON-coded choices decoded)."""
-    return {key: json.loads(value) if _json_coded(space.get(key)) else value
-            for key, value in trial.params.items()}
 
 
 def progress_line(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -280,14 +247,14 @@ def search_run(study: optuna.Study, experiment_id: str, params: Params):
     reopened when it resumes; KILLED on Ctrl-C, FAILED on an error."""
     import mlflow
 
-    with tracking.store_lock():  # workers starting together: one creates the run
+    with stores.store_lock():  # workers starting together: one creates the run
         parent = study.user_attrs.get(PARENT_RUN_ATTR)
         if parent is None:
             run = mlflow.start_run(experiment_id=experiment_id, run_name=study.study_name,
                                    tags=tracking.run_tags() | {"deepnormal.kind": "tune"})
             study.set_user_attr(PARENT_RUN_ATTR, run.info.run_id)
             mlflow.log_params(params.flat(("tune",)) | {"tune.study": study.study_name,
-                                                         "tune.storage": tracking.shown(
+                                                         "tune.storage": stores.redacted(
                                                              storage_url(params))})
         else:
             run = mlflow.start_run(run_id=parent)
@@ -327,7 +294,7 @@ class TrialRuns:
         tags |= {key: str(value) for key, value in trial.user_attrs.items()
                  if key != POINTS_ATTR}
         # Another worker's backfill may be writing the same trial at this moment.
-        with tracking.store_lock():
+        with stores.store_lock():
             if _children(MlflowClient(), self.parent_run_id, f"tags.trial = '{trial.number}'"):
                 return
             with mlflow.start_run(experiment_id=self.experiment_id, nested=True,

@@ -7,42 +7,39 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 import torch
 
+from deepnormal.config import ModelParams
 from deepnormal.errors import DeepnormalError, first_line
-from deepnormal.network import NET_ARGS, DeepNormalNet
+from deepnormal.network import DeepNormalNet
+from deepnormal.predictive import Predictive
 from deepnormal.preprocessing import Encoded, TableEncoder
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """The predictive distribution per row: the family with the Normal (loc, scale) of the
-    transformed target, and what encoding the rows met (unseen categories, empty cells)."""
+    """The predictive distribution per row, and what encoding the rows met (cells that went
+    to the unknown category, empty cells filled), per column."""
 
-    family: object
-    loc: np.ndarray
-    scale: np.ndarray
+    distribution: Predictive
     unknown: dict[str, int]
     filled: dict[str, int]
 
-    @property
-    def params(self) -> tuple:
-        return self.loc, self.scale
-
-    def mean(self) -> np.ndarray:
-        return self.family.mean(self.loc, self.scale)
-
-    def median(self) -> np.ndarray:
-        return self.family.median(self.loc, self.scale)
-
-    def std(self) -> np.ndarray:
-        return self.family.std(self.loc, self.scale)
-
-    def interval(self, level: float) -> tuple[np.ndarray, np.ndarray]:
-        """The central `level` interval's bounds."""
-        return self.family.interval(level, self.loc, self.scale)
+    def note(self) -> str | None:
+        """One line on the cells that were filled or met an unseen category, or None."""
+        parts = []
+        unknown = {name: n for name, n in self.unknown.items() if n}
+        filled = {name: n for name, n in self.filled.items() if n}
+        if unknown:
+            parts.append(f"{sum(unknown.values())} cell(s) held a category not seen in "
+                         f"training or too rare there "
+                         f"({', '.join(f'{k}: {v}' for k, v in unknown.items())}),"
+                         " predicted as 'unknown'")
+        if filled:
+            parts.append(f"{sum(filled.values())} empty cell(s) filled as in training "
+                         f"({', '.join(f'{k}: {v}' for k, v in filled.items())})")
+        return "; ".join(parts) or None
 
 
 class TrainedModel:
@@ -50,7 +47,7 @@ class TrainedModel:
         self.net, self.encoder = net, encoder
         self.family = encoder.family
         self.feature_names = encoder.feature_names
-        self.target_name = encoder.target["name"]
+        self.target_name = encoder.target.name
 
     @property
     def sigma_scale(self) -> float:
@@ -65,23 +62,27 @@ class TrainedModel:
 
     def predict(self, frame: pd.DataFrame, calibrated: bool = True,
                 source: str = "the input") -> Prediction:
-        return self.predict_encoded(self.encode(frame, source), calibrated)
+        encoded = self.encode(frame, source)
+        return Prediction(self.distribution(encoded, calibrated), encoded.unknown,
+                          encoded.filled)
 
-    def predict_encoded(self, encoded: Encoded, calibrated: bool = True) -> Prediction:
-        """The prediction for a table already encoded (evaluate encodes each split once)."""
-        loc, scale = self.net.predict(encoded.numeric, encoded.codes, calibrated)
-        return Prediction(self.family, loc, scale, encoded.unknown, encoded.filled)
+    def distribution(self, encoded: Encoded, calibrated: bool = True) -> Predictive:
+        """The predictive distribution of a table already encoded (evaluate encodes each
+        split once)."""
+        return self.family(*self.net.predict(encoded.numeric, encoded.codes, calibrated))
 
-    def predict_members(self, encoded: Encoded) -> tuple[np.ndarray, np.ndarray]:
-        return self.net.predict_members(encoded.numeric, encoded.codes)
+    def members(self, encoded: Encoded) -> Predictive:
+        """Each ensemble member's distribution, parameters [M, n]: the mixture whose exact
+        density `metrics.mixture_nll` scores."""
+        return self.family(*self.net.predict_members(encoded.numeric, encoded.codes))
 
 
 def load_model(path) -> TrainedModel:
     """Rebuild the model from a Lightning checkpoint with weights-only (safe) loading.
 
     weights_only=True refuses any pickled object other than tensors and primitives, so a
-    tampered checkpoint cannot run code; the table encoder is stored as plain lists and
-    numbers for that reason.
+    tampered checkpoint cannot run code; the table encoder and the settings are stored as
+    plain dicts, lists and numbers for that reason.
     """
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -92,14 +93,16 @@ def load_model(path) -> TrainedModel:
             f"checkpoint {path} cannot be loaded safely (weights only): {first_line(error)}"
         ) from None
     hparams = checkpoint.get("hyper_parameters", {})
-    missing = [name for name in NET_ARGS if name not in hparams]
+    missing = [name for name in ("table", "model") if name not in hparams]
     if missing:
         raise DeepnormalError(f"checkpoint {path} lacks hyperparameters {missing}; it was "
                               "written by an older deepnormal: retrain it (`dvc repro`)")
-    net = DeepNormalNet(**{name: hparams[name] for name in NET_ARGS})
+    encoder = TableEncoder.from_dict(hparams["table"])
+    net = DeepNormalNet.for_table(encoder, ModelParams.model_validate(hparams["model"]))
     prefix = "net."
     state = {key.removeprefix(prefix): value
              for key, value in checkpoint["state_dict"].items() if key.startswith(prefix)}
     net.load_state_dict(state)
     net.eval()
-    return TrainedModel(net, TableEncoder.from_dict(hparams["table"]))
+    return TrainedModel(net, encoder)
+
