@@ -54,7 +54,7 @@ def table_overrides(name: str, numeric_only: bool = False) -> dict[str, object]:
     features = [c for c in frame.columns if c != table.target]
     categorical = list(table.categorical)
     if numeric_only:
-        kinds, _ = column_kinds(frame, features, categorical, table.path)
+        kinds = column_kinds(frame, features, categorical, table.path)[0]
         features = [c for c in features if kinds[c] == NUMERIC]
         categorical = []
     return {"data.source": "file", "data.path": table.path, "data.target": table.target,

@@ -44,17 +44,19 @@ def main() -> None:
     model = load_model(paths.CHECKPOINT)
 
     synthetic_data = params.data.source == "synthetic"  # only then is there an oracle
-    report, predicted = evaluation.evaluate(model, splits, params, p.interval_levels)
+    found = evaluation.evaluate(model, splits, params, p.interval_levels)
+    report = found.report
     warning = evaluation.quality_warning(report)
     with staged(paths.EVALUATE) as scratch:
         (scratch / "metrics.json").write_text(report.to_json())
-        evaluation.predictions_table(splits["test"], predicted["test"]["model"],
-                                     p.interval_levels).to_csv(scratch / "predictions.csv",
-                                                               index=False)
-        evaluation.calibration_table(splits["test"], predicted["test"]).to_csv(
+        table, prefix = evaluation.predictions_table(splits["test"], found.model["test"],
+                                                     p.interval_levels)
+        table.to_csv(scratch / "predictions.csv", index=False)
+        evaluation.calibration_table(splits["test"], found.predicted["test"]).to_csv(
             scratch / "calibration.csv", index=False)
-        evaluation.draw(splits["test"], predicted["test"], model, training, scratch / "plots",
-                        p.plot_max_points, params.generate if synthetic_data else None)
+        evaluation.draw(splits["test"], found.predicted["test"], model, training,
+                        scratch / "plots", p.plot_max_points,
+                        params.generate if synthetic_data else None)
         (scratch / "summary.md").write_text(
             evaluation.summary_markdown(report, training, warning))
     out = paths.EVALUATE
@@ -63,9 +65,12 @@ def main() -> None:
     gap = f", gap to oracle {test['nll_gap']:.4f}" if "nll_gap" in test else ""
     print(f"test NLL {test['model']['nll']:.4f}{gap}, "
           f"95% coverage {test['model'].get('picp_95', float('nan')):.3f}")
-    if test["model"]["unknown_categories"]:
-        print(f"{test['model']['unknown_categories']} test cell(s) held a category not seen "
-              "in training (or too rare there), predicted as 'unknown'")
+    note = found.model["test"].note()
+    if note:
+        print(f"test split: {note}")
+    if prefix:
+        print(f"predictions.csv: a column of the table shares a name with an output column, "
+              f"so the outputs are named {prefix}mean, {prefix}std, ...")
     verdict = evaluation.peer_verdict(test)
     if verdict:
         print(verdict)
@@ -85,11 +90,29 @@ def main() -> None:
           tracking.killed_on_interrupt()):
         mlflow.set_tags(tracking.owner_tags())
         mlflow.log_metrics(evaluation.mlflow_metrics(report))
-        mlflow.set_tags({f"evaluate.{key}": str(value) for key, value in p.model_dump().items()})
+        tracking.log_dataset(splits["test"], params, "test")
+        record_settings(run_id, p.model_dump())
         mlflow.set_tag("quality_warning", warning or "none")
         mlflow.log_artifacts(str(out / "plots"), "plots")
         for name in ("metrics.json", "summary.md", "predictions.csv", "calibration.csv"):
             mlflow.log_artifact(str(out / name), "evaluate")
+
+
+def record_settings(run_id: str, settings: dict) -> None:
+    """evaluate's settings as params of the run, beside the training params. MLflow keeps a
+    param's first value: an evaluate-only rerun with other settings records them as tags
+    (evaluate.<key>) and says so."""
+    import mlflow
+
+    values = {f"evaluate.{key}": str(value) for key, value in settings.items()}
+    logged = mlflow.get_run(run_id).data.params
+    changed = sorted(key for key, value in values.items() if logged.get(key, value) != value)
+    if not changed:
+        mlflow.log_params(values)
+        return
+    mlflow.set_tags(values)
+    print(f"{', '.join(changed)} differ from the run's params (MLflow keeps a param's first "
+          "value): this evaluation's settings are the run's evaluate.* tags")
 
 
 if __name__ == "__main__":

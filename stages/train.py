@@ -20,7 +20,6 @@ script once per extra device; those processes train their share and track and wr
 """
 
 import argparse
-import os
 import tempfile
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -85,7 +84,8 @@ def tracked_run(experiment_id: str, params, splits, choice, search: dict):
 
     from deepnormal.mlflow_logger import BatchedMLFlowLogger
 
-    with tracking.training_run(experiment_id, os.environ.get("DVC_EXP_NAME")) as run:
+    name = tracking.run_name(params, splits["train"].family)
+    with tracking.training_run(experiment_id, name) as run:
         run_id = run.info.run_id
         print(f"MLflow run {run_id} in experiment '{params.tracking.experiment_name}' "
               f"at {stores.redacted(stores.tracking_uri())}", flush=True)
@@ -121,10 +121,23 @@ def report(result) -> None:
           f"checkpoint {paths.CHECKPOINT}")
 
 
+# What each kind of data reads: the toy problem reads no table, a table no toy process.
+UNREAD = {"synthetic": ("data.path", "data.features", "data.target", "data.categorical",
+                        "data.split_column", "data.missing", "data.min_category_rows"),
+          "file": ("generate.n", "generate.x_low", "generate.x_high", "generate.intercept",
+                   "generate.slope", "generate.cos_amplitude", "generate.cos_frequency",
+                   "generate.noise_offset", "generate.noise_amplitude",
+                   "generate.noise_frequency")}
+
+
 def logged_params(params, splits, choice, search: dict) -> dict:
-    """What the run depends on; with a tuned model, which search trial chose its values."""
+    """What the run depends on (not the params its data never read); with a tuned model,
+    which search trial chose its values."""
     tuned = {f"tune.{key}": search[key] for key in ("study", "trial") if key in search}
-    return params.flat(TRACKED_SECTIONS) | tuned | {
+    unread = UNREAD[params.data.source]
+    recorded = {key: value for key, value in params.flat(TRACKED_SECTIONS).items()
+                if key not in unread}
+    return recorded | tuned | {
         "lr_find.chosen_lr": choice.lr,
         "lr_find.rule": choice.rule,
         "lr_find.fallback_reason": choice.fallback_reason or "none",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -91,6 +92,15 @@ def outputs(root: Path, scratch: bool = True) -> dict[str, bytes]:
     return {str(path.relative_to(root)): path.read_bytes()
             for path in sorted((root / "data").rglob("*"))
             if path.is_file() and (scratch or "/.partial-" not in str(path))}
+
+
+def restore_named(root: Path, message: str) -> None:
+    """Run `dvc checkout STAGE` for the stage a failure names, if it names one (ours: "`dvc
+    checkout train` restores ..."; DVC's own: "failed to reproduce 'tune'"): DVC removed
+    that stage's outputs before running it, and this brings them back."""
+    named = re.search(r"`dvc checkout (\w+)` restores|failed to reproduce '(\w+)'", message)
+    if named:
+        dvc("checkout", named.group(1) or named.group(2), cwd=root)
 
 
 def error_lines(output: str) -> list[str]:

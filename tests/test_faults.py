@@ -27,6 +27,7 @@ from tests.conftest import (
     error_lines,
     mlflow_client,
     outputs,
+    restore_named,
     search_all,
     stages_run,
     start_long_training,
@@ -72,6 +73,7 @@ def test_bad_params_stop_before_any_work(clone, case, text, expected):
     result = dvc("repro", cwd=clone, check=False)
     assert result.returncode != 0
     assert expected in the_message(result), result.stderr
+    restore_named(clone, the_message(result))
     assert outputs(clone) == before
     assert runs(clone) == []
     if text == "drop compute":  # DVC: "Parameters '...' are missing from 'params.yaml'"
@@ -132,14 +134,17 @@ DAMAGE = {
 
 @pytest.mark.parametrize("damage", DAMAGE)
 def test_damaged_data_between_stages_stops_train_naming_the_file(clone, damage):
+    original = (clone / "data/prepared/train.parquet").read_bytes()
     DAMAGE[damage](clone / "data/prepared/train.parquet")
     before = outputs(clone)
     result = dvc("repro", "-s", "train", cwd=clone, check=False)  # only train, not generate
     assert result.returncode != 0
     assert "data/prepared/train.parquet" in the_message(result), result.stderr
+    restore_named(clone, the_message(result))
     assert outputs(clone) == before and runs(clone) == []
-    # The full pipeline notices the damaged output and regenerates it.
-    assert stages_run(dvc("repro", cwd=clone).stdout)[0] == "generate"
+    # The full pipeline notices the damaged output and brings it back (from DVC's run-cache).
+    dvc("repro", cwd=clone)
+    assert (clone / "data/prepared/train.parquet").read_bytes() == original
 
 
 def test_diverging_lr_fails_train_and_evaluate_never_runs(clone):
@@ -153,7 +158,11 @@ def test_diverging_lr_fails_train_and_evaluate_never_runs(clone):
     (message,) = error_lines(result.stderr)
     assert "non-finite" in message and "learning rate is too high" in message, message
     assert [run.info.status for run in runs(clone)] == ["FAILED"]
-    # No checkpoint of the diverged run is presented as a trained model; no scratch remains.
+    # No checkpoint of the diverged run is presented as a trained model; no scratch remains;
+    # the command the message names brings the earlier checkpoint back, byte for byte.
+    assert "data/train/model.ckpt" not in outputs(clone)
+    assert message.endswith("; `dvc checkout train` restores this stage's earlier outputs")
+    restore_named(clone, message)
     assert outputs(clone) == before | {"data/lr_find/lr.json": lr_json.read_bytes()}
     assert not list((clone / "data").glob(".partial-*"))
 
@@ -172,14 +181,21 @@ def test_interrupted_training_loses_nothing_and_leaves_no_running_run(clone, sig
     after = outputs(clone)
     if sig == signal.SIGINT:
         assert "error: interrupted: the MLflow run is marked KILLED" in rest, rest
+        assert "`dvc checkout train` restores this stage's earlier outputs" in rest, rest
         statuses = {run.info.run_id: run.info.status for run in runs(clone)}
         assert sorted(statuses.values()) == ["FINISHED", "KILLED"]
     else:  # nothing could clean up: the run stays RUNNING and scratch files remain for now
         assert [run.info.status for run in runs(clone)].count("RUNNING") == 1
         after = {name: data for name, data in after.items() if "/.partial-" not in name}
-    assert after == before  # earlier outputs untouched, no half-written checkpoint in place
+    # No half-written checkpoint in place: DVC removed the earlier one before the stage ran,
+    # and its cache gives it back.
+    assert "data/train/model.ckpt" not in after
+    dvc("checkout", "train", cwd=clone)
+    after = {name: data for name, data in outputs(clone).items() if "/.partial-" not in name}
+    assert after == before
 
-    edit_params(clone, {"train": {"max_epochs": 4}})
+    # A configuration never run before (4 epochs would come back from DVC's run-cache).
+    edit_params(clone, {"train": {"max_epochs": 5}})
     rerun = dvc("repro", cwd=clone)
     assert stages_run(rerun.stdout) == ["tune", "train", "evaluate"]
     statuses = {run.info.run_id: run.info.status for run in runs(clone)}
@@ -208,6 +224,7 @@ def test_locked_store_is_a_clear_error_within_seconds(clone):
     (message,) = error_lines(result.stderr)
     assert "database is locked" in message and "another process" in message, message
     assert waited < 60
+    restore_named(clone, message)
     assert outputs(clone) == before
     assert [run.info.status for run in runs(clone)] == ["FINISHED"]
 

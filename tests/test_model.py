@@ -308,3 +308,19 @@ def test_truncated_checkpoint_is_refused(trained, tmp_path):
     broken.write_bytes(trained.checkpoint.read_bytes()[:200])
     with pytest.raises(DeepnormalError, match="broken.ckpt"):
         load_model(broken)
+
+
+def test_the_same_fit_writes_the_same_checkpoint_bytes(trained, tmp_path):
+    """DVC hashes the checkpoint: a rerun of the same configuration on the same machine must
+    not look like a new model, and the file must not carry the trainer's directories."""
+    from deepnormal.training import fit
+
+    trained, _ = trained
+    params = tiny_params(ModelParams(hidden_sizes=[16], ensemble_size=3, calibrate_sigma=True),
+                         TrainParams(max_epochs=15, patience=1.0, batch_size=64,
+                                     lr_schedule="cosine"))
+    again = fit(params, split(400, 1), split(200, 2), lr=0.01, out_dir=tmp_path / "again",
+                progress=False)
+    assert again.checkpoint.read_bytes() == trained.checkpoint.read_bytes()
+    for directory in (tmp_path, trained.checkpoint.parent):
+        assert str(directory).encode() not in again.checkpoint.read_bytes()

@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from deepnormal.data import load_table, prepare_table
+from deepnormal.data import prepare_table
 from deepnormal.errors import DeepnormalError
+from deepnormal.reading import load_table
 from tests.conftest import (
     REPO,
     TINY,
@@ -129,13 +130,13 @@ def test_missing_cells_impute_drop_or_error():
         prepare(frame, features=features, missing="error")
 
 
-@pytest.mark.parametrize("bad", [np.nan, np.inf])
-def test_rows_with_an_empty_target_are_dropped_and_counted(bad):
+@pytest.mark.parametrize("bad, said", [(np.nan, "empty"), (np.inf, "infinite")])
+def test_rows_with_an_empty_target_are_dropped_and_counted(bad, said):
     frame = table()
     frame.loc[[3, 9], "target"] = bad
     parts, report = prepare(frame)
     assert report.target_rows_dropped == 2 and sum(len(p) for p in parts.values()) == 58
-    assert "dropped 2 row(s) whose target is empty" in "\n".join(report.lines())
+    assert f"dropped 2 row(s) whose target is {said}" in "\n".join(report.lines())
 
 
 def test_a_text_target_is_refused_naming_the_first_text_cell():
@@ -259,6 +260,9 @@ def test_bad_file_stops_generate_and_keeps_everything(file_repo):
     assert result.returncode != 0
     assert "error: data file examples/diabetes.csv, column 'bmi'" in result.stderr
     assert "data row 5: 'heavy'" in result.stderr
+    # DVC removed the splits before the stage ran; the command the line names restores them.
+    assert "`dvc checkout generate` restores this stage's earlier outputs" in result.stderr
+    dvc("checkout", "generate", cwd=file_repo)
     assert {p.name: p.read_bytes() for p in folder.glob("*.parquet")} == prepared
     assert {r.info.run_id for r in client.search_runs(["1"])} == runs_before
     assert stages_run(dvc("repro", cwd=file_repo).stdout) == []
@@ -346,6 +350,10 @@ def test_parquet_dtypes_nullable_categories_and_dates(tmp_path):
     assert report.missing == {"grade": 10, "count": 10, "flag": 10}  # NA is an empty cell
     together = pd.concat(parts.values())
     assert set(together["flag"].dropna()) == {"True", "False"}
+    # A date column (in Parquet, or text in a CSV: test_dates_and_formatted_numbers) is a
+    # date feature, its empty cells empty.
     frame["when"] = pd.to_datetime(["2020-01-01", None, "2021-06-30", "2022-01-01"] * 10)
-    with pytest.raises(DeepnormalError, match="column 'when' holds dates"):
-        prepare(frame, features=["a", "when"])
+    parts, report = prepare(frame, features=["a", "when"])
+    assert report.kinds == {"a": "numeric", "when": "date"}
+    assert report.missing == {"when": 10}
+    assert pd.api.types.is_datetime64_any_dtype(parts["train"]["when"])

@@ -188,6 +188,9 @@ def test_unreachable_tracking_server_is_a_clear_error_and_loses_nothing(clone):
                  MLFLOW_TRACKING_URI=uri)
     assert result.returncode != 0
     assert f"error: cannot use the MLflow tracking store at {uri}" in result.stderr
+    # DVC removed the stage's outputs before running it; the command the line names restores.
+    assert "`dvc checkout train` restores this stage's earlier outputs" in result.stderr
+    dvc("checkout", "train", cwd=root)
     assert {p.name: p.read_bytes() for p in (root / "data/train").glob("*.*")} == trained
     assert stages_run(dvc("repro", cwd=root).stdout) == []
 

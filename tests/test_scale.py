@@ -46,7 +46,7 @@ def test_predict_command_matches_evaluate(pristine, tmp_path):
     assert f"wrote {len(inputs)} predictions" in result.stdout
     predicted = pd.read_csv(tmp_path / "out.csv")
     assert list(predicted.columns) == ["x", "row_id", "mean", "median", "std", "mu", "sigma",
-                                       "lower_95", "upper_95"]
+                                       "lower_95", "upper_95", "out_of_range"]
     evaluated = pd.read_csv(pristine / "data/evaluate/predictions.csv")
     for column in ("mean", "median", "std", "mu", "sigma", "lower_95", "upper_95"):
         np.testing.assert_allclose(predicted[column], evaluated[column], rtol=1e-6)
@@ -120,10 +120,10 @@ def test_queued_sweep_on_two_workers_tracks_each_experiment_once(clone):
     runs = search_all(mlflow_client(clone))  # the workers wrote the clone's own store
     by_name = {}
     for found in runs:
-        by_name.setdefault(found.info.run_name, []).append(found)
+        by_name.setdefault(found.data.tags.get("dvc_exp_name"), []).append(found)
     for name in names:
         (tracked,) = by_name[name]  # exactly once
-        assert tracked.data.tags["dvc_exp_name"] == name
+        assert tracked.info.run_name == f"synthetic-normal-{name}"  # table, family, experiment
         assert tracked.info.status == "FINISHED"
         assert "test_nll" in tracked.data.metrics
         assert len(MlflowClient(f"sqlite:///{clone / 'mlflow.db'}").get_metric_history(

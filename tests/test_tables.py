@@ -238,6 +238,8 @@ def test_the_served_model_takes_raw_rows_with_unseen_categories_and_nulls(shop_r
                  MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}"):
         served = invoke(port, {"dataframe_records": records})
         refused = invoke(port, {"dataframe_records": [dict(records[0], size="large")]})
+        far = invoke(port, {"dataframe_records": [dict(records[0], size=1000.0)]})
+        nothing = invoke(port, {"dataframe_split": {"columns": list(rows.columns), "data": []}})
     from deepnormal.inference import load_model
 
     expected = load_model(root / "data/train/model.ckpt").predict(rows).distribution
@@ -245,6 +247,10 @@ def test_the_served_model_takes_raw_rows_with_unseen_categories_and_nulls(shop_r
     np.testing.assert_allclose(served["upper_95"], expected.interval(0.95)[1], rtol=1e-6)
     assert np.isfinite(served.to_numpy()).all()
     assert "column 'size': 1 value(s) are not numbers" in refused
+    # A size far beyond training: predicted at the training range's edge, and counted.
+    assert far["out_of_range"].tolist() == [1] and np.isfinite(far.to_numpy()).all()
+    assert served["out_of_range"].tolist() == [0] * len(rows)
+    assert len(nothing) == 0  # no rows in, none out
 
 
 def invoke(port: int, body: dict) -> pd.DataFrame | str:
@@ -271,9 +277,14 @@ BAD_TABLES = {
         "error: data file examples/shop.csv, column 'empty': every cell is empty; drop the "
         "column from data.features"),
     "lognormal on the synthetic data": (
-        {"source": "synthetic"},
+        __import__("deepnormal.config").config.DataParams().model_dump(),
         "error: model.distribution: lognormal needs a positive target; the synthetic data's "
         "is not (use normal)"),
+    "a table's params without data.source: file": (
+        {"source": "synthetic"},
+        "error: params.yaml: 'data': data.path (examples/shop.csv), data.features (['size', "
+        "'grade']), data.target (price) describe a table, but data.source is synthetic: the "
+        "toy problem, which reads no table. Set data.source: file to use the table"),
     "a non-positive target under lognormal": (
         {"target": "offset"},
         "error: data file examples/shop.csv: model.distribution: lognormal needs a target of "
@@ -322,7 +333,8 @@ def documented_examples() -> dict[str, dict]:
 
 
 def test_every_example_table_prepares_with_its_documented_params():
-    from deepnormal.data import load_table, prepare_table
+    from deepnormal.data import prepare_table
+    from deepnormal.reading import load_table
 
     documented = documented_examples()
     shipped = sorted(path.stem for path in (REPO / "examples").glob("*.csv"))
@@ -433,7 +445,7 @@ def test_skewed_counts_enter_the_network_as_log1p():
     assert not any(c.log for c in TableEncoder.fit(data).numeric)
     old = encoder.to_dict()
     for spec in old["numeric"]:
-        del spec["log"]
+        del spec["log"], spec["low"], spec["high"]  # older checkpoints had none of them
     plain = TableEncoder.from_dict(old).encode(frame).numeric[:, 0]
     np.testing.assert_allclose(plain, (frame["count"] - encoder.numeric[0].mean)
                                / encoder.numeric[0].std, rtol=1e-4)

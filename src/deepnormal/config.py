@@ -13,10 +13,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from deepnormal.errors import DeepnormalError
+from deepnormal.reading import TABLE_SUFFIXES, table_format
 from deepnormal.search_space import DEFAULT_SPACE, SearchSpace
 
 PARAMS_FILE = Path("params.yaml")
-FILE_SUFFIXES = (".csv", ".parquet", ".pq")
 
 
 class _Section(BaseModel):
@@ -56,6 +56,11 @@ class GenerateParams(_Section):
         return self
 
 
+# The data keys that describe a user's table (data.source: file). With source synthetic they
+# keep the shipped example's values: a changed one means a table was meant.
+TABLE_KEYS = ("path", "features", "target", "categorical", "split_column")
+
+
 class DataParams(_Section):
     source: Literal["synthetic", "file"] = "synthetic"
     path: str = Field("examples/diabetes.csv", min_length=1)
@@ -82,10 +87,23 @@ class DataParams(_Section):
         if unknown:
             raise ValueError(f"categorical names {', '.join(map(repr, unknown))}, which "
                              f"features does not list; features: {self.features}")
-        if self.source == "file" and not self.path.lower().endswith(FILE_SUFFIXES):
-            raise ValueError(f"path must name a CSV or Parquet file ({', '.join(FILE_SUFFIXES)}); "
-                             f"got '{self.path}'")
+        if self.source == "file" and table_format(self.path) is None:
+            raise ValueError(f"path must name a CSV or Parquet file ({', '.join(TABLE_SUFFIXES)})"
+                             f"; got '{self.path}'")
+        changed = self.table_keys_set()
+        if self.source == "synthetic" and changed:
+            named = ", ".join(f"data.{key} ({getattr(self, key)})" for key in changed)
+            raise ValueError(
+                f"{named} {'describes' if len(changed) == 1 else 'describe'} a table, but "
+                "data.source is synthetic: the toy problem, which reads no table. Set "
+                "data.source: file to use the table (-S data.source=file)")
         return self
+
+    def table_keys_set(self) -> list[str]:
+        """The keys describing a table that differ from the shipped example's."""
+        return [key for key in TABLE_KEYS
+                if getattr(self, key) != type(self).model_fields[key].get_default(
+                    call_default_factory=True)]
 
 
 class ModelParams(_Section):

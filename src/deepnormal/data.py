@@ -11,19 +11,26 @@ standardisation) is fitted on the training split alone, by `preprocessing.TableE
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from deepnormal.cells import (
+    TYPED_SHARE,
+    canonical_categories,
+    cell_text,
+    date_format,
+    dates,
+    is_formatted,
+    numbers,
+)
 from deepnormal.errors import DeepnormalError
 
 SPLITS = ("train", "val", "test")
 MIN_SPLIT_ROWS = 5
-NUMERIC, CATEGORICAL = "numeric", "categorical"
-# A text column whose non-empty cells are at least this share numbers is a numeric column
-# with typos, not a categorical one: an error rather than a silent vocabulary of numbers.
-NUMERIC_TEXT_SHARE = 0.9
+# A feature's kind. A date column becomes numeric inputs (a day count and the seasons: the
+# table encoder), read with the format the generate stage found for it.
+NUMERIC, CATEGORICAL, DATE = "numeric", "categorical", "date"
 # A categorical column with at least this share of distinct values is probably an identifier.
 IDENTIFIER_SHARE = 0.9
 
@@ -38,24 +45,42 @@ class PrepareReport:
     rows_dropped: int = 0  # rows dropped for an empty feature cell (data.missing: drop)
     missing: dict[str, int] = field(default_factory=dict)  # feature -> empty cells kept
     warnings: list[str] = field(default_factory=list)
+    target_rows_infinite: int = 0  # rows whose target was infinite (dropped too)
+    date_formats: dict[str, str] = field(default_factory=dict)  # date feature -> its format
+    formatted: list[str] = field(default_factory=list)  # numeric features with "1,234" cells
 
     def as_dict(self) -> dict:
-        return {"features": [{"name": name, "kind": kind, **({"why": self.why[name]}
-                                                              if name in self.why else {})}
+        def notes(name: str) -> dict:
+            return ({"why": self.why[name]} if name in self.why else {}) | (
+                {"format": self.date_formats[name]} if name in self.date_formats else {}) | (
+                {"formatted_numbers": True} if name in self.formatted else {})
+
+        return {"features": [{"name": name, "kind": kind, **notes(name)}
                              for name, kind in self.kinds.items()],
                 "target_rows_dropped": self.target_rows_dropped,
+                "target_rows_infinite": self.target_rows_infinite,
                 "rows_dropped": self.rows_dropped, "missing_cells": self.missing,
                 "warnings": self.warnings}
 
     def lines(self) -> list[str]:
         numeric = [name for name, kind in self.kinds.items() if kind == NUMERIC]
         lines = [f"numeric columns: {', '.join(numeric) or 'none'}"]
+        if self.formatted:
+            lines.append(f"read as numbers (thousands separators or currency signs removed): "
+                         f"{', '.join(self.formatted)}")
+        if self.date_formats:
+            lines.append("date columns, each a day count and its day of the week and of the "
+                         "year: " + ", ".join(f"{name} ({fmt})"
+                                              for name, fmt in self.date_formats.items()))
         if self.why:
             lines.append("categorical columns: " + ", ".join(
                 f"{name} ({why})" for name, why in self.why.items()))
-        if self.target_rows_dropped:
-            lines.append(f"dropped {self.target_rows_dropped} row(s) whose target is empty "
-                         "(a target cannot be imputed)")
+        empty = self.target_rows_dropped - self.target_rows_infinite
+        if empty:
+            lines.append(f"dropped {empty} row(s) whose target is empty (a target cannot be "
+                         "imputed)")
+        if self.target_rows_infinite:
+            lines.append(f"dropped {self.target_rows_infinite} row(s) whose target is infinite")
         if self.rows_dropped:
             lines.append(f"dropped {self.rows_dropped} row(s) with an empty feature cell "
                          "(data.missing: drop)")
@@ -63,21 +88,6 @@ class PrepareReport:
             lines.append("empty cells kept, filled at training (data.missing: impute): " +
                          ", ".join(f"{name} {count}" for name, count in self.missing.items()))
         return lines + [f"warning: {warning}" for warning in self.warnings]
-
-
-def cell_text(value: object) -> str:
-    """A cell as the user wrote it, for messages: 'heavy', -3.5, or 'an empty cell'."""
-    if value is None or (not isinstance(value, str) and pd.isna(value)):
-        return "an empty cell"
-    if isinstance(value, str):
-        return repr(value)
-    if isinstance(value, (bool, np.bool_)):
-        return str(bool(value))
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        return repr(float(value))
-    return repr(value)
 
 
 def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int) -> dict:
@@ -92,57 +102,28 @@ def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int) 
     }
 
 
-# --- categories as text -------------------------------------------------------------------
-
-def canonical_categories(values: pd.Series) -> pd.Series:
-    """Category labels as text, the same whichever way they arrive: 3, 3.0 and '3' are all
-    '3'; True and 'True' are 'True'; surrounding spaces go; empty cells are NaN."""
-    def label(value):
-        if value is None or (not isinstance(value, str) and pd.isna(value)):  # NaN, NA, NaT
-            return np.nan
-        if isinstance(value, (bool, np.bool_)):
-            return str(bool(value))
-        if isinstance(value, (int, np.integer)):
-            return str(int(value))
-        if isinstance(value, (float, np.floating)):
-            return str(int(value)) if float(value).is_integer() else repr(float(value))
-        text = str(value).strip()
-        return text if text else np.nan
-
-    return pd.Series([label(v) for v in values.tolist()], index=values.index, dtype=object)
-
-
-def numbers(values: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """(the column as floats, with empty and infinite cells NaN; where a cell holds text)."""
-    parsed = pd.to_numeric(values, errors="coerce").astype(float)
-    blank = values.isna() | (values.astype(str).str.strip() == "")
-    text = parsed.isna() & ~blank
-    return parsed.where(np.isfinite(parsed)), text
-
-
-def text_error(path, column: str, values: pd.Series, text: pd.Series, advice: str) -> None:
+def text_error(path, column: str, values: pd.Series, text: pd.Series, advice: str,
+               what: str = "numbers") -> None:
     row = int(np.argmax(text.to_numpy()))
     raise DeepnormalError(
-        f"data file {path}, column '{column}': {int(text.sum())} value(s) are not numbers; "
+        f"data file {path}, column '{column}': {int(text.sum())} value(s) are not {what}; "
         f"first at data row {values.index[row] + 1}: {cell_text(values.iloc[row])}{advice}")
 
 
 def column_kinds(frame: pd.DataFrame, features: list[str], declared: list[str],
-                 path) -> tuple[dict[str, str], dict[str, str]]:
-    """Each feature's kind, and why each categorical one is: declared in data.categorical,
-    a yes/no column, or text. A text column that is nearly all numbers is an error (a
-    numeric column with typos) naming the first text cell."""
-    kinds, why = {}, {}
+                 path) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """Each feature's kind, why each categorical one is (declared in data.categorical, a
+    yes/no column, or text) and each date column's format. A text column that is nearly all
+    numbers (or dates) is an error (a numeric or date column with typos) naming the first
+    cell that is not."""
+    kinds, why, formats = {}, {}, {}
     for name in features:
         values = frame[name]
-        if pd.api.types.is_datetime64_any_dtype(values) or isinstance(
-                values.dtype, pd.PeriodDtype):
-            raise DeepnormalError(
-                f"data file {path}, column '{name}' holds dates, which the model cannot take "
-                "as they are; turn them into numbers (e.g. days since a start, the month) or "
-                "text in the table, or drop the column from data.features")
         if name in declared:
             kinds[name], why[name] = CATEGORICAL, "declared in data.categorical"
+        elif pd.api.types.is_datetime64_any_dtype(values) or isinstance(
+                values.dtype, pd.PeriodDtype):
+            kinds[name], formats[name] = DATE, "ISO8601"  # new rows may come as text
         elif pd.api.types.is_bool_dtype(values) or _is_yes_no(values):
             kinds[name], why[name] = CATEGORICAL, "yes/no"
         elif pd.api.types.is_numeric_dtype(values):
@@ -150,14 +131,21 @@ def column_kinds(frame: pd.DataFrame, features: list[str], declared: list[str],
         else:
             parsed, text = numbers(values)
             filled = int(parsed.notna().sum() + text.sum())
+            fmt = date_format(values) if text.any() else None
             if not text.any():
                 kinds[name] = NUMERIC
-            elif filled and parsed.notna().sum() / filled >= NUMERIC_TEXT_SHARE:
+            elif fmt is not None:
+                not_dates = dates(values, fmt)[1]
+                if not_dates.any():
+                    text_error(path, name, values, not_dates, " (fix those cells, or list the "
+                               "column in data.categorical)", what="dates")
+                kinds[name], formats[name] = DATE, fmt
+            elif filled and parsed.notna().sum() / filled >= TYPED_SHARE:
                 text_error(path, name, values, text,
-                            " (fix those cells, or list the column in data.categorical)")
+                           " (fix those cells, or list the column in data.categorical)")
             else:
                 kinds[name], why[name] = CATEGORICAL, "text"
-    return kinds, why
+    return kinds, why, formats
 
 
 def _is_yes_no(values: pd.Series) -> bool:
@@ -165,12 +153,16 @@ def _is_yes_no(values: pd.Series) -> bool:
     return bool(labels) and labels <= {"yes", "no", "true", "false", "y", "n"}
 
 
-def typed_features(frame: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
-    """Numeric columns as floats (empty or infinite: NaN), categorical ones as text."""
+def typed_features(frame: pd.DataFrame, kinds: dict[str, str],
+                   date_formats: dict[str, str]) -> pd.DataFrame:
+    """Numeric columns as floats (empty or infinite: NaN), categorical ones as text, date
+    columns as datetime64 (empty: NaT)."""
     typed = {}
     for name, kind in kinds.items():
         if kind == CATEGORICAL:
             typed[name] = canonical_categories(frame[name])
+        elif kind == DATE:
+            typed[name] = dates(frame[name], date_formats.get(name))[0]
         else:
             typed[name] = numbers(frame[name])[0]
     return pd.DataFrame(typed, index=frame.index)
@@ -178,17 +170,11 @@ def typed_features(frame: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
 
 # --- the generate stage -------------------------------------------------------------------
 
-def load_table(path: Path | str) -> pd.DataFrame:
-    """A user's CSV or Parquet file, by suffix."""
-    path = Path(path)
-    if path.suffix.lower() != ".csv":
-        return read_parquet(path)
-    return read_csv(path)
-
-
-def _target(frame: pd.DataFrame, target: str, path, family) -> tuple[pd.Series, np.ndarray]:
-    """The target as floats and which rows to keep (its cell is not empty); text in it, or
-    a value outside the family's support, is an error naming the first such row."""
+def _target(frame: pd.DataFrame, target: str, path,
+            family) -> tuple[pd.Series, np.ndarray, int]:
+    """The target as floats, which rows to keep (its cell is neither empty nor infinite) and
+    how many were infinite; text in it, or a value outside the family's support, is an error
+    naming the first such row."""
     values = frame[target]
     if pd.api.types.is_bool_dtype(values):
         raise DeepnormalError(f"data file {path}: the target '{target}' is a yes/no column; "
@@ -201,6 +187,7 @@ def _target(frame: pd.DataFrame, target: str, path, family) -> tuple[pd.Series, 
             f"first at data row {values.index[row] + 1}: {cell_text(values.iloc[row])}); the "
             "target must be a number")
     keep = parsed.notna().to_numpy()
+    infinite = int(np.isinf(pd.to_numeric(values, errors="coerce")).sum())
     invalid = keep & family.invalid_target(parsed.fillna(1.0).to_numpy())
     if invalid.any():
         row = int(np.argmax(invalid))
@@ -209,7 +196,7 @@ def _target(frame: pd.DataFrame, target: str, path, family) -> tuple[pd.Series, 
             f"{family.support}; column '{target}' has {int(invalid.sum())} that are not, first "
             f"at data row {values.index[row] + 1}: {cell_text(values.iloc[row])} (use "
             "model.distribution: normal)")
-    return parsed, keep
+    return parsed, keep, infinite
 
 
 def prepare_table(frame: pd.DataFrame, features: list[str], target: str,
@@ -231,12 +218,18 @@ def prepare_table(frame: pd.DataFrame, features: list[str], target: str,
     if absent:
         raise DeepnormalError(f"data file {path} has no column {', '.join(map(repr, absent))}; "
                               f"its columns are: {', '.join(map(str, frame.columns))}")
+    if frame.empty:
+        raise DeepnormalError(f"data file {path} has a header but no data rows")
     frame = frame[wanted].reset_index(drop=True)
-    y, keep = _target(frame, target, path, family)
-    report = PrepareReport({}, {}, target_rows_dropped=int((~keep).sum()))
+    y, keep, infinite = _target(frame, target, path, family)
+    report = PrepareReport({}, {}, target_rows_dropped=int((~keep).sum()),
+                           target_rows_infinite=infinite)
     frame, y = frame[keep], y[keep]
-    report.kinds, report.why = column_kinds(frame, features, list(categorical), path)
-    typed = typed_features(frame, report.kinds)
+    report.kinds, report.why, report.date_formats = column_kinds(frame, features,
+                                                                 list(categorical), path)
+    report.formatted = [name for name, kind in report.kinds.items()
+                        if kind == NUMERIC and is_formatted(frame[name])]
+    typed = typed_features(frame, report.kinds, report.date_formats)
     empty = typed.isna()
     for name in features:
         if empty[name].all():
@@ -287,24 +280,3 @@ def prepare_table(frame: pd.DataFrame, features: list[str], target: str,
                 f"{len(labels)} training rows: probably an identifier, which cannot "
                 "generalise; consider dropping it from data.features")
     return frames, report
-
-
-def read_parquet(path: Path, hint: str = "") -> pd.DataFrame:
-    if not path.is_file():
-        raise DeepnormalError(f"data file {path} does not exist{hint}")
-    try:
-        return pd.read_parquet(path)
-    except Exception as error:  # pyarrow raises many types for a damaged file
-        raise DeepnormalError(f"data file {path} is not a readable Parquet file: "
-                              f"{str(error).splitlines()[0]}") from None
-
-
-def read_csv(path: Path, hint: str = "", **options) -> pd.DataFrame:
-    if not path.is_file():
-        raise DeepnormalError(f"data file {path} does not exist{hint}")
-    try:
-        return pd.read_csv(path, **options)
-    except pd.errors.EmptyDataError:
-        raise DeepnormalError(f"data file {path} is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as error:
-        raise DeepnormalError(f"data file {path} is not a readable CSV: {error}") from None

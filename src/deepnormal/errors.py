@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 
 class DeepnormalError(Exception):
@@ -11,8 +13,8 @@ class DeepnormalError(Exception):
 
 
 # Ctrl-C during a tracked stage (train, evaluate), and during the tune stage's search.
-INTERRUPTED = ("interrupted: the MLflow run is marked KILLED; earlier outputs are unchanged and "
-               "`dvc repro` starts this stage again")
+INTERRUPTED = ("interrupted: the MLflow run is marked KILLED; nothing half-written is in place, "
+               "and `dvc repro` starts this stage again")
 SEARCH_INTERRUPTED = ("interrupted: the search is saved (the trial that was running is marked "
                       "failed); rerun `dvc repro` (or this stage) to resume it where it stopped")
 
@@ -25,11 +27,30 @@ def first_line(error: BaseException, limit: int | None = None) -> str:
 
 def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's main(); a DeepnormalError becomes one readable line and exit code 2.
+    Under `dvc repro` the line also says how to get the stage's earlier outputs back: DVC
+    removed them before the stage ran, and they are in its cache (restore_hint).
 
     Anything else is a bug and keeps its traceback.
     """
     try:
         main()
     except DeepnormalError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {error}{restore_hint()}", file=sys.stderr)
         sys.exit(2)
+
+
+def restore_hint() -> str:
+    """'; `dvc checkout train` restores ...' when DVC runs this stage (it exports DVC_STAGE and
+    DVC_ROOT) and dvc.lock records earlier outputs of it; else nothing."""
+    stage, root = os.environ.get("DVC_STAGE"), os.environ.get("DVC_ROOT")
+    if not stage or not root:
+        return ""
+    try:
+        import yaml
+
+        locked = yaml.safe_load((Path(root) / "dvc.lock").read_text()) or {}
+        if not locked.get("stages", {}).get(stage, {}).get("outs"):
+            return ""
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return f"; `dvc checkout {stage}` restores this stage's earlier outputs"

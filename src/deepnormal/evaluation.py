@@ -13,8 +13,8 @@ import pandas as pd
 from deepnormal import metrics, plots, synthetic
 from deepnormal.baselines import LinearGaussian
 from deepnormal.config import GenerateParams, Params
-from deepnormal.data import CATEGORICAL
-from deepnormal.inference import TrainedModel
+from deepnormal.data import CATEGORICAL, NUMERIC
+from deepnormal.inference import Prediction, TrainedModel
 from deepnormal.peers import PEERS, fit_peer
 from deepnormal.predictive import Predictive
 from deepnormal.prepared import Split
@@ -80,8 +80,8 @@ def score_split(split: Split, predictions: Predictions, levels: list[float],
     """One section per predictor, plus the model's NLL gap to the oracle when there is one.
     With the ensemble members' distributions, the model's section also holds the exact
     mixture NLL (`mixture_nll`) beside the NLL of its moment-matched distribution (`nll`);
-    with the split's encoding, the count of cells that went to the unknown category and that
-    were filled."""
+    with the split's encoding, the count of cells that went to the unknown category, that
+    were filled, and that lay beyond the training range (held to it)."""
     section = {name: metrics.score(split.target, predictive, levels)
                for name, predictive in predictions.items()}
     if members is not None:
@@ -89,26 +89,39 @@ def score_split(split: Split, predictions: Predictions, levels: list[float],
     if encoded is not None:
         section["model"]["unknown_categories"] = sum(encoded.unknown.values())
         section["model"]["filled_cells"] = sum(encoded.filled.values())
+        section["model"]["out_of_range_cells"] = sum(encoded.outside.values())
     if "oracle" in section:
         section["nll_gap"] = section["model"]["nll"] - section["oracle"]["nll"]
     return section
 
 
+@dataclass(frozen=True)
+class Evaluated:
+    """What evaluate found: the report, and per scored split every predictor's distribution
+    and the model's prediction (with what its encoding met) for tables and plots."""
+
+    report: Report
+    predicted: dict[str, Predictions]
+    model: dict[str, Prediction]
+
+
 def evaluate(model: TrainedModel, splits: dict[str, Split], params: Params,
-             levels: list[float]) -> tuple[Report, dict[str, Predictions]]:
-    """Score the model and its baselines on the test and validation splits: (the report
-    written to metrics.json, the predictions per split for tables and plots)."""
+             levels: list[float]) -> Evaluated:
+    """Score the model and its baselines on the test and validation splits."""
     found = predictors(model, splits, params, params.data.source == "synthetic")
-    sections, predicted = {}, {}
+    sections, predicted, predictions = {}, {}, {}
     for name in SCORED_SPLITS:
         split = splits[name]
         encoded = model.encode(split.frame)
         predicted[name] = {label: predict(split.frame, encoded)
                            for label, predict in found.items()}
+        predictions[name] = Prediction(predicted[name]["model"], encoded.unknown,
+                                       encoded.filled, encoded.outside, encoded.row_outside)
         sections[name] = score_split(split, predicted[name], levels, model.members(encoded),
                                      encoded)
     calibration = {"sigma_scale": model.sigma_scale, "ensemble_size": model.ensemble_size}
-    return Report(sections["test"], sections["val"], calibration, model.family.name), predicted
+    report = Report(sections["test"], sections["val"], calibration, model.family.name)
+    return Evaluated(report, predicted, predictions)
 
 
 def quality_warning(report: Report) -> str | None:
@@ -139,11 +152,20 @@ def mlflow_metrics(report: Report) -> dict[str, float]:
     return flat
 
 
-def predictions_table(split: Split, predictive: Predictive, levels: list[float]) -> pd.DataFrame:
-    """The split's inputs and target with the model's predictions beside them."""
+# Output columns take this prefix in predictions.csv when a column of the table has the
+# same name as one of them (a feature called `mean`).
+CLASH_PREFIX = "pred_"
+
+
+def predictions_table(split: Split, prediction: Prediction,
+                      levels: list[float]) -> tuple[pd.DataFrame, str]:
+    """The split's inputs and target with the model's predictions beside them, and the
+    prefix the prediction columns took (empty unless a table column shares a name)."""
     table = split.frame.copy()
     table[split.target_name] = split.target
-    return predictive.beside(table, levels)
+    names = Prediction.output_columns(prediction.distribution, levels)
+    prefix = CLASH_PREFIX if set(names) & set(table.columns) else ""
+    return prediction.beside(table, levels, prefix), prefix
 
 
 def calibration_table(split: Split, predictions: Predictions) -> pd.DataFrame:
@@ -162,7 +184,9 @@ def draw(test: Split, predictions: Predictions, model: TrainedModel, training: T
     curves of the synthetic process `truth` when given); a table with categorical columns
     gets the predicted std per category of the first one."""
     predictive = predictions["model"]
-    mean, std = predictive.mean(), predictive.std()
+    with np.errstate(over="ignore", invalid="ignore"):  # drawn where they exist
+        mean, std = (np.where(np.isfinite(v), v, np.nan)
+                     for v in (predictive.mean(), predictive.std()))
     curves = {name: metrics.calibration_curve(test.target, predicted)
               for name, predicted in predictions.items()}
     summary = training.summary
@@ -181,7 +205,7 @@ def draw(test: Split, predictions: Predictions, model: TrainedModel, training: T
         name = categorical[0]
         paths.append(plots.sigma_per_category(test.frame[name], std, name, test.target_name,
                                               out_dir / "sigma_per_category.png"))
-    if test.frame.shape[1] == 1 and not categorical:
+    if list(test.kinds.values()) == [NUMERIC]:
         name = test.feature_names[0]
         x = test.frame[name].to_numpy(dtype=float)
         grid = np.linspace(np.nanmin(x), np.nanmax(x), 500)
@@ -215,7 +239,9 @@ def summary_markdown(report: Report, training: TrainingRecord,
         f"- exact mixture NLL of the members on the test split: "
         f"{test['model']['mixture_nll']:.4f} (the table scores the one distribution predicted)",
         f"- test cells filled (empty): {test['model']['filled_cells']}; categories never seen "
-        f"in training (or too rare there): {test['model']['unknown_categories']}",
+        f"in training (or too rare there): {test['model']['unknown_categories']}; numbers or "
+        f"dates beyond the training range (predicted at its edge): "
+        f"{test['model']['out_of_range_cells']}",
         "",
         "| predictor | test NLL | CRPS | RMSE | 95% coverage | calibration error |",
         "|---|---|---|---|---|---|",

@@ -62,6 +62,9 @@ class Normal(Predictive):
     def parameters(self) -> dict[str, np.ndarray]:
         return {"mu": self.loc, "sigma": self.scale}
 
+    def arguments(self) -> dict[str, np.ndarray]:
+        return {"loc": self.loc, "scale": self.scale}
+
     def nll_points(self, y) -> np.ndarray:
         return normal_nll_points(self.transform(y), self.loc, self.scale)
 
@@ -107,6 +110,9 @@ class LogNormal(Predictive):
 
     def parameters(self) -> dict[str, np.ndarray]:
         return {"mu": self.loc, "sigma": self.scale}
+
+    def arguments(self) -> dict[str, np.ndarray]:
+        return {"loc": self.loc, "scale": self.scale}
 
     def nll_points(self, y) -> np.ndarray:
         return normal_nll_points(self.transform(y), self.loc, self.scale) + self.log_jacobian(y)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -16,21 +17,50 @@ from deepnormal.network import DeepNormalNet
 from deepnormal.predictive import Predictive
 from deepnormal.preprocessing import Encoded, TableEncoder
 
+# The output column counting each row's cells beyond the training range (held to it).
+OUTSIDE_COLUMN = "out_of_range"
+
 
 @dataclass(frozen=True)
 class Prediction:
-    """The predictive distribution per row, and what encoding the rows met (cells that went
-    to the unknown category, empty cells filled), per column."""
+    """The predictive distribution per row, and what encoding the rows met, per column:
+    cells that went to the unknown category, empty cells filled, numbers or dates beyond the
+    training range (held to it); and per row the count of the last."""
 
     distribution: Predictive
     unknown: dict[str, int]
     filled: dict[str, int]
+    outside: dict[str, int]
+    row_outside: np.ndarray
+
+    def frame(self, levels, prefix: str = "") -> pd.DataFrame:
+        """The output columns (predictive.Predictive.frame) and `out_of_range`."""
+        return self.distribution.frame(levels, prefix).assign(
+            **{f"{prefix}{OUTSIDE_COLUMN}": self.row_outside})
+
+    def beside(self, table: pd.DataFrame, levels, prefix: str = "") -> pd.DataFrame:
+        """`table` (its rows in the same order) with the output columns after its own."""
+        table = table.reset_index(drop=True)
+        return pd.concat([table, self.frame(levels, prefix)], axis=1)
+
+    @staticmethod
+    def output_columns(family, levels, prefix: str = "") -> list[str]:
+        return [*family.output_columns(levels, prefix), f"{prefix}{OUTSIDE_COLUMN}"]
 
     def note(self) -> str | None:
-        """One line on the cells that were filled or met an unseen category, or None."""
+        """One line on the cells that were filled, met an unseen category or lay beyond the
+        training range, and on rows without a finite mean or std; or None."""
         parts = []
         unknown = {name: n for name, n in self.unknown.items() if n}
         filled = {name: n for name, n in self.filled.items() if n}
+        outside = {name: n for name, n in self.outside.items() if n}
+        if outside:
+            parts.append(f"{sum(outside.values())} cell(s) lay beyond the range the training "
+                         f"split spanned ({', '.join(f'{k}: {v}' for k, v in outside.items())})"
+                         f", predicted at its edge; column {OUTSIDE_COLUMN} counts them per row")
+        without = self.distribution.without_moments()
+        if without:
+            parts.append(f"{without} row(s) have no finite mean or std (written empty)")
         if unknown:
             parts.append(f"{sum(unknown.values())} cell(s) held a category not seen in "
                          f"training or too rare there "
@@ -64,7 +94,7 @@ class TrainedModel:
                 source: str = "the input") -> Prediction:
         encoded = self.encode(frame, source)
         return Prediction(self.distribution(encoded, calibrated), encoded.unknown,
-                          encoded.filled)
+                          encoded.filled, encoded.outside, encoded.row_outside)
 
     def distribution(self, encoded: Encoded, calibrated: bool = True) -> Predictive:
         """The predictive distribution of a table already encoded (evaluate encodes each

@@ -35,14 +35,18 @@ def mixture_nll(y: np.ndarray, members: Predictive) -> float:
 
 def coverage(y: np.ndarray, predictive: Predictive, level: float) -> float:
     """PICP: fraction of targets inside the central `level` interval."""
-    low, high = predictive.interval(level)
+    with np.errstate(over="ignore", invalid="ignore"):
+        low, high = predictive.interval(level)
     return float(np.mean((y >= low) & (y <= high)))
 
 
 def mean_interval_width(predictive: Predictive, level: float) -> float:
-    """MPIW: mean width of the central `level` interval."""
-    low, high = predictive.interval(level)
-    return float(np.mean(high - low))
+    """MPIW: mean width of the central `level` interval (over the rows where the width exists
+    in floating point)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        low, high = predictive.interval(level)
+        width = high - low
+    return float(np.mean(width[np.isfinite(width)]))
 
 
 def pit(y: np.ndarray, predictive: Predictive) -> np.ndarray:
@@ -65,18 +69,31 @@ def calibration_error(y: np.ndarray, predictive: Predictive) -> float:
 
 def score(y: np.ndarray, predictive: Predictive, levels: list[float]) -> dict[str, float]:
     """Every metric of one predictor on one split, keyed by the names MLflow and DVC show.
-    rmse and mae are of the predictive mean; sharpness is the root mean predictive variance."""
-    error = y - predictive.mean()
+    rmse and mae are of the predictive mean; sharpness is the root mean predictive variance.
+    No score is NaN or infinite because of a few rows: a mean or std that does not exist in
+    floating point (a log-normal with a huge spread) leaves its row out of rmse, mae and
+    sharpness, counted as `rows_without_moments`; such a row's CRPS is the quantile form's."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        mean, std = predictive.mean(), predictive.std()
+        finite = np.isfinite(mean) & np.isfinite(std)
+        error = (y - mean)[finite]
+        crps = predictive.crps(y)
+    unscored = ~np.isfinite(crps)
+    if unscored.any():
+        crps = crps.copy()
+        crps[unscored] = predictive.take(unscored).crps_from_quantiles(y[unscored])
     scores = {
         "nll": nll(y, predictive),
-        "crps": float(np.mean(predictive.crps(y))),
+        "crps": float(np.mean(crps)),
         "rmse": float(np.sqrt(np.mean(error**2))),
         "mae": float(np.mean(np.abs(error))),
         "calibration_error": calibration_error(y, predictive),
-        "sharpness": float(np.sqrt(np.mean(predictive.std() ** 2))),
+        "sharpness": float(np.sqrt(np.mean(std[finite] ** 2))),
     }
     for level in levels:
         tag = level_tag(level)
         scores[f"picp_{tag}"] = coverage(y, predictive, level)
         scores[f"mpiw_{tag}"] = mean_interval_width(predictive, level)
+    if not finite.all():
+        scores["rows_without_moments"] = int((~finite).sum())
     return scores

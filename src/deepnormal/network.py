@@ -162,6 +162,8 @@ class DeepNormalNet(nn.Module):
                 calibrated: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """(loc, scale) of the transformed target, as float64 arrays, in chunks."""
         self.eval()
+        if len(numeric) == 0:  # a header alone, an empty request
+            return np.zeros(0), np.zeros(0)
         parts = [self(*self._tensors(numeric, codes, start), calibrated)
                  for start in range(0, len(numeric), PREDICT_CHUNK)]
         loc, scale = (torch.cat(values) for values in zip(*parts, strict=True))
@@ -173,6 +175,8 @@ class DeepNormalNet(nn.Module):
         """Each member's (loc, scale), shape [M, n], scale times sigma_scale: the mixture
         whose exact density `metrics.mixture_nll` scores."""
         self.eval()
+        if len(numeric) == 0:
+            return np.zeros((self.ensemble_size, 0)), np.zeros((self.ensemble_size, 0))
         parts = [self.members(*self._tensors(numeric, codes, start))
                  for start in range(0, len(numeric), PREDICT_CHUNK)]
         mu_z, sigma_z = (torch.cat(values, dim=1) for values in zip(*parts, strict=True))

@@ -1,9 +1,10 @@
-"""Writing a stage's outputs so that a failure never leaves them half-replaced.
+"""Writing a stage's outputs so that a failure never leaves them half-written.
 
-dvc.yaml marks every output `persist: true`, so DVC no longer deletes the previous outputs
-before it runs a stage; a stage then writes into a scratch folder beside the real one and
-moves the files into place only once all of its work has succeeded. A wrong param, a bad
-data file or a diverging run therefore leaves the earlier results exactly as they were.
+A stage writes into a scratch folder beside the real one and moves the files into place only
+once all of its work has succeeded. Under `dvc repro`, DVC removes a stage's earlier outputs
+before it runs the stage (they stay in DVC's cache, and `dvc checkout STAGE`, which a failed
+stage's error line names, brings them back); run directly, a failed stage leaves them as
+they were. Either way no half-written checkpoint or table is ever presented as a result.
 """
 
 from __future__ import annotations

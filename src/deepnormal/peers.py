@@ -20,11 +20,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from deepnormal.data import CATEGORICAL
+from deepnormal.data import CATEGORICAL, DATE
 from deepnormal.errors import DeepnormalError
 from deepnormal.predictive import Predictive
 from deepnormal.prepared import Split
-from deepnormal.preprocessing import MISSING_CATEGORY
+from deepnormal.preprocessing import MISSING_CATEGORY, day_counts
 
 PEERS = ("catboost", "ngboost")
 CATBOOST_ITERATIONS, CATBOOST_PATIENCE = 3000, 200
@@ -44,6 +44,12 @@ def categorical_columns(split: Split) -> list[str]:
     return [c for c, kind in split.kinds.items() if kind == CATEGORICAL]
 
 
+def dates_as_days(frame: pd.DataFrame, split: Split) -> pd.DataFrame:
+    """Date columns as day counts (trees take numbers); the rest as it is."""
+    dated = [c for c, kind in split.kinds.items() if kind == DATE]
+    return frame.assign(**{c: day_counts(frame[c]) for c in dated}) if dated else frame
+
+
 def as_labels(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """Category cells as text (numeric codes too), an empty cell the "(missing)" category."""
     return frame[columns].astype(object).fillna(MISSING_CATEGORY).astype(str)
@@ -54,11 +60,11 @@ def one_hot_encoder(train: Split) -> Callable[[pd.DataFrame], np.ndarray]:
     fitted on the training split (a category not seen there: all zeros)."""
     categorical = categorical_columns(train)
     numeric = [c for c in train.frame.columns if c not in categorical]
-    medians = train.frame[numeric].median()
+    medians = dates_as_days(train.frame, train)[numeric].median()
     columns = pd.get_dummies(as_labels(train.frame, categorical)).columns if categorical else []
 
     def encode(frame: pd.DataFrame) -> np.ndarray:
-        parts = [frame[numeric].fillna(medians).to_numpy(float)]
+        parts = [dates_as_days(frame, train)[numeric].fillna(medians).to_numpy(float)]
         if categorical:
             parts.append(pd.get_dummies(as_labels(frame, categorical))
                          .reindex(columns=columns, fill_value=0).to_numpy(float))
@@ -83,7 +89,7 @@ def fit_catboost(train: Split, val: Split, family, seed: int = 0) -> FittedPeer:
     categorical = categorical_columns(train)
 
     def frame(data: pd.DataFrame) -> pd.DataFrame:
-        return data.assign(**as_labels(data, categorical))
+        return dates_as_days(data, train).assign(**as_labels(data, categorical))
 
     start = time.perf_counter()
     model = catboost.CatBoostRegressor(

@@ -124,7 +124,7 @@ def observed_vs_predicted(y: np.ndarray, mean: np.ndarray,
     ax.errorbar(mean[keep], y[keep],
                 xerr=np.vstack([mean[keep] - lower[keep], upper[keep] - mean[keep]]).clip(0),
                 fmt="o", markersize=2, alpha=0.3, elinewidth=0.5)
-    low, high = min(y.min(), mean.min()), max(y.max(), mean.max())
+    low, high = min(np.nanmin(y), np.nanmin(mean)), max(np.nanmax(y), np.nanmax(mean))
     ax.plot([low, high], [low, high], color="black", linestyle="--", linewidth=1)
     ax.set_xlabel("predicted mean (bars: central 95% interval)")
     ax.set_ylabel("observed")
@@ -136,7 +136,7 @@ def sigma_vs_error(y: np.ndarray, mu: np.ndarray, sigma: np.ndarray, path: Path,
     keep = _subsample(len(y), max_points)
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.scatter(sigma[keep], np.abs(y - mu)[keep], s=4, alpha=0.3)
-    top = float(sigma.max())
+    top = float(np.nanmax(sigma))
     ax.plot([0, top], [0, top * np.sqrt(2 / np.pi)], color="black", linestyle="--",
             label="E|error| for a calibrated σ")
     ax.set_xlabel("predicted σ")

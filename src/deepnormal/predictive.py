@@ -51,6 +51,14 @@ class Predictive(ABC):
         """The family's parameters, by output column name."""
 
     @abstractmethod
+    def arguments(self) -> dict[str, np.ndarray]:
+        """The family's parameters by the names its constructor takes."""
+
+    def take(self, rows) -> Predictive:
+        """The distribution of some rows (an index or a boolean mask)."""
+        return type(self)(**{name: values[rows] for name, values in self.arguments().items()})
+
+    @abstractmethod
     def nll_points(self, y: np.ndarray) -> np.ndarray:
         """Each point's negative log density of y, in the target's units."""
 
@@ -73,29 +81,44 @@ class Predictive(ABC):
     def median(self) -> np.ndarray:
         return self.quantile(0.5)
 
+    def crps_from_quantiles(self, y: np.ndarray, count: int = 1000) -> np.ndarray:
+        """The CRPS in its quantile form, 2 * integral over a of (1{y <= Q(a)} - a)(Q(a) - y),
+        by the midpoint rule on `count` levels: finite where a closed form overflows (a
+        log-normal with a huge spread), the tails beyond the outermost levels left out."""
+        levels = (np.arange(count) + 0.5) / count
+        total = np.zeros(np.shape(y))
+        y = np.asarray(y, dtype=np.float64)
+        for level in levels:
+            q = self.quantile(level)
+            total += ((y <= q) - level) * (q - y)
+        return 2.0 * total / count
+
     def interval(self, level: float) -> tuple[np.ndarray, np.ndarray]:
         """Bounds of the central `level` interval."""
         tail = (1.0 - level) / 2.0
         return self.quantile(tail), self.quantile(1.0 - tail)
 
-    def frame(self, levels, index=None) -> pd.DataFrame:
+    def frame(self, levels, prefix: str = "") -> pd.DataFrame:
         """The output columns: mean, median, std, the family's parameters and the central
-        interval bounds at each level (`lower_95`, `upper_95`)."""
-        columns = {"mean": self.mean(), "median": self.median(), "std": self.std()}
-        columns |= self.parameters()
-        for level in levels:
-            columns.update(zip(interval_columns(level), self.interval(level), strict=True))
-        return pd.DataFrame(columns, index=index)
+        interval bounds at each level (`lower_95`, `upper_95`), each name after `prefix`.
+        A value that does not exist in floating point (the mean of a log-normal with a huge
+        spread) is NaN, an empty cell: never inf."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            columns = {"mean": self.mean(), "median": self.median(), "std": self.std()}
+            columns |= self.parameters()
+            for level in levels:
+                columns.update(zip(interval_columns(level), self.interval(level), strict=True))
+        return pd.DataFrame({f"{prefix}{name}": np.where(np.isinf(values), np.nan, values)
+                             for name, values in columns.items()})
 
-    def beside(self, table: pd.DataFrame, levels) -> pd.DataFrame:
-        """`table` (its rows in the same order) with the output columns set on it."""
-        table = table.copy()
-        for name, values in self.frame(levels).items():
-            table[name] = values.to_numpy()
-        return table
+    def without_moments(self) -> int:
+        """Rows whose mean or std does not exist in floating point."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            return int((~(np.isfinite(self.mean()) & np.isfinite(self.std()))).sum())
 
     @classmethod
-    def output_columns(cls, levels) -> list[str]:
+    def output_columns(cls, levels, prefix: str = "") -> list[str]:
         """The names `frame` writes, in its order."""
-        return [*SUMMARY_COLUMNS, *cls.columns,
-                *(name for level in levels for name in interval_columns(level))]
+        return [f"{prefix}{name}" for name in (
+            *SUMMARY_COLUMNS, *cls.columns,
+            *(name for level in levels for name in interval_columns(level)))]

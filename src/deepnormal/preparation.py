@@ -16,11 +16,12 @@ import pandas as pd
 
 from deepnormal import synthetic
 from deepnormal.config import Params
-from deepnormal.data import NUMERIC, PrepareReport, load_table, prepare_table, split_indices
+from deepnormal.data import NUMERIC, PrepareReport, prepare_table, split_indices
 from deepnormal.errors import DeepnormalError
 from deepnormal.family import family_named
 from deepnormal.family_choice import AUTO, choose_family
 from deepnormal.prepared import FamilyChoice, TableDescription, as_split, split_path, write_split
+from deepnormal.reading import load_table
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,8 @@ def prepare(params: Params, root: Path | str = ".") -> Prepared:
             family=family_named("normal" if distribution == AUTO else distribution))
         kinds, target = report.kinds, d.target
     undecided = TableDescription(target, kinds, FamilyChoice(AUTO, ""),
-                                 report.as_dict() if report else None)
+                                 report.as_dict() if report else None,
+                                 report.date_formats if report else {})
     positive = all(bool((part.iloc[:, -1] > 0).all()) for part in parts.values())
     choice = choose_family(distribution, as_split(parts["train"], undecided), positive)
     return Prepared(parts, replace(undecided, family=choice), report)

@@ -11,14 +11,16 @@ which stage reads or which rows a split happens to hold.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from deepnormal.data import NUMERIC, SPLITS, numbers, read_parquet, text_error
+from deepnormal.cells import dates, numbers
+from deepnormal.data import DATE, NUMERIC, SPLITS, text_error
 from deepnormal.errors import DeepnormalError
+from deepnormal.reading import read_parquet
 
 COLUMNS_FILE = "columns.json"
 # Prepared splits are Parquet: typed columns, no text parsing, and at a million rows it
@@ -44,12 +46,15 @@ class TableDescription:
     """What the generate stage decided about the table: written once, read by every stage."""
 
     target: str
-    kinds: dict[str, str]  # feature -> "numeric" | "categorical", in column order
+    kinds: dict[str, str]  # feature -> "numeric" | "categorical" | "date", in column order
     family: FamilyChoice
     prepare: dict | None = None  # data.PrepareReport.as_dict() for a user's table
+    date_formats: dict[str, str] = field(default_factory=dict)  # date feature -> its format
 
     def to_json(self) -> str:
         content = {"target": self.target, "kinds": self.kinds, "family": self.family.as_dict()}
+        if self.date_formats:
+            content["date_formats"] = self.date_formats
         if self.prepare:
             content["prepare"] = self.prepare
         return json.dumps(content, indent=2) + "\n"
@@ -68,7 +73,7 @@ class TableDescription:
             family = content.get("family", {"name": DEFAULT_FAMILY, "why": "(not recorded)"})
             return cls(str(content["target"]), dict(content["kinds"]),
                        FamilyChoice(str(family["name"]), str(family.get("why", ""))),
-                       content.get("prepare"))
+                       content.get("prepare"), dict(content.get("date_formats", {})))
         except (ValueError, KeyError, TypeError, AttributeError):
             raise DeepnormalError(f"{path} is damaged; rerun the generate stage "
                                   "(`dvc repro --force -s generate`)") from None
@@ -81,10 +86,11 @@ class Split:
 
     frame: pd.DataFrame
     target: np.ndarray
-    kinds: dict[str, str]  # feature -> "numeric" | "categorical"
+    kinds: dict[str, str]  # feature -> "numeric" | "categorical" | "date"
     target_name: str = "y"  # the synthetic data's
     # The target's family as the generate stage resolved it (from columns.json).
     family: str = DEFAULT_FAMILY
+    date_formats: dict[str, str] = field(default_factory=dict)  # how new rows write dates
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -107,17 +113,22 @@ def write_split(frame: pd.DataFrame, path: Path) -> None:
 
 def as_split(frame: pd.DataFrame, description: TableDescription) -> Split:
     """A prepared frame (features, then the target) as a Split: numeric columns as floats,
-    categorical ones as text with empty cells NaN."""
+    categorical ones as text with empty cells NaN, dates as datetime64."""
     names = list(description.kinds)
     typed = {}
     for name, kind in description.kinds.items():
         column = frame[name]
-        typed[name] = (numbers(column)[0] if kind == NUMERIC
-                       else column.astype("str").where(column.notna()))
+        if kind == NUMERIC:
+            typed[name] = numbers(column)[0]
+        elif kind == DATE:
+            typed[name] = dates(column, description.date_formats.get(name))[0]
+        else:
+            typed[name] = column.astype("str").where(column.notna())
     target = numbers(frame[description.target])[0]
     return Split(frame=pd.DataFrame(typed, index=frame.index)[names],
                  target=target.to_numpy(dtype=np.float64), kinds=description.kinds,
-                 target_name=description.target, family=description.family.name)
+                 target_name=description.target, family=description.family.name,
+                 date_formats=description.date_formats)
 
 
 def read_split(path: Path | str) -> Split:

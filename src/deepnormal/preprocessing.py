@@ -5,7 +5,12 @@ checkpoint as plain values (numbers, strings, lists), applied by train, evaluate
 - numeric column: an empty cell gets the training median, and each column that had empty
   cells in training gets a 0/1 "was empty" input beside it; a column that is never negative,
   takes more than two values and is skewed in training becomes log(1 + x) (model.log_skewed);
-  then standardised with the training mean and std (identity with model.standardize false);
+  then held to the range the training split spanned (a row beyond it is counted and clipped:
+  a network extrapolates linearly, and a log-normal turns that into an absurd spread), and
+  standardised with the training mean and std (identity with model.standardize false);
+- date column: a day count (since 1970, held to the training range and standardised, as a
+  number is) and the day of the year and of the week, each as a point on a circle (sin, cos)
+  so that December meets January; an empty cell gets the training median date;
 - categorical column: a code per category seen in at least data.min_category_rows training
   rows; code 0 is the "unknown" slot shared by rarer categories and by categories never seen
   in training; an empty cell is the category "(missing)" (its own code when it was frequent
@@ -21,7 +26,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from deepnormal.data import CATEGORICAL, canonical_categories, cell_text, numbers
+from deepnormal.cells import canonical_categories, cell_text, dates, numbers
+from deepnormal.data import CATEGORICAL, DATE
 from deepnormal.errors import DeepnormalError
 from deepnormal.family import family_named
 from deepnormal.prepared import Split
@@ -38,6 +44,8 @@ class Encoded:
     codes: np.ndarray  # int64 [n, categorical columns]
     unknown: dict[str, int]  # categorical column -> cells that went to the unknown slot
     filled: dict[str, int]  # column -> empty cells filled (median, or the missing category)
+    outside: dict[str, int]  # numeric or date column -> cells beyond the training range
+    row_outside: np.ndarray  # int [n]: each row's cells beyond the training range
 
     def __len__(self) -> int:
         return len(self.numeric)
@@ -91,6 +99,36 @@ def skewed_count(values: np.ndarray) -> bool:
     return spread > 0 and float(np.mean(centred ** 3) / spread ** 3) > SKEW_THRESHOLD
 
 
+# The seasons of a date: the day of the year and of the week, each on a circle.
+DAYS_A_YEAR, DAYS_A_WEEK = 365.25, 7.0
+DATE_INPUTS = 5  # the day count, then sin and cos of each season
+
+
+def day_counts(values: pd.Series) -> np.ndarray:
+    """Days since 1970-01-01 (float, NaN for an empty cell) of datetime64 cells."""
+    stamps = values.astype("datetime64[ns]")
+    days = stamps.to_numpy().astype("datetime64[ns]").astype(np.int64) / 86_400e9
+    return np.where(stamps.isna().to_numpy(), np.nan, days)
+
+
+def seasons(days: np.ndarray) -> list[np.ndarray]:
+    """sin and cos of the day of the year and of the week, from day counts (1970-01-01 was a
+    Thursday; a year's phase from the mean year keeps it smooth over leap years)."""
+    year = 2 * np.pi * np.mod(days, DAYS_A_YEAR) / DAYS_A_YEAR
+    week = 2 * np.pi * np.mod(days, DAYS_A_WEEK) / DAYS_A_WEEK
+    return [np.sin(year), np.cos(year), np.sin(week), np.cos(week)]
+
+
+def held(values: np.ndarray, low: float | None, high: float | None) -> tuple[np.ndarray,
+                                                                               np.ndarray]:
+    """(values clipped to [low, high], where a value lay beyond); no range: as they are."""
+    if low is None or high is None:
+        return values, np.zeros(len(values), dtype=bool)
+    low32, high32 = np.asarray(low, values.dtype), np.asarray(high, values.dtype)
+    beyond = (values < low32) | (values > high32)
+    return np.clip(values, low32, high32), beyond
+
+
 @dataclass(frozen=True)
 class NumericColumn:
     name: str
@@ -99,6 +137,20 @@ class NumericColumn:
     flag: bool  # had empty cells in training: a 0/1 "was empty" input beside it
     mean: float  # standardisation, after the log
     std: float
+    low: float | None = None  # the training range, after the log (None: older checkpoints)
+    high: float | None = None
+
+
+@dataclass(frozen=True)
+class DateColumn:
+    name: str
+    format: str  # how new rows write the date (cells.DATE_FORMATS)
+    fill: float  # the training median, as a day count
+    flag: bool
+    mean: float  # standardisation of the day count
+    std: float
+    low: float  # the training range of the day count
+    high: float
 
 
 @dataclass(frozen=True)
@@ -122,17 +174,22 @@ class TableEncoder:
     numeric: tuple[NumericColumn, ...]
     categorical: tuple[CategoricalColumn, ...]
     target: TargetScaling
+    dates: tuple[DateColumn, ...] = ()
 
     @classmethod
     def fit(cls, train: Split, family: str = "normal", standardize: bool = True,
             min_category_rows: int = 1, log_skewed: bool = False) -> TableEncoder:
-        filled, numeric, categorical = {}, [], []
+        filled, numeric, categorical, date_columns = {}, [], [], []
         for name in train.feature_names:
             values = train.frame[name]
             if train.kinds[name] == CATEGORICAL:
                 counts = canonical_categories(values).fillna(MISSING_CATEGORY).value_counts()
                 kept = sorted(str(c) for c, n in counts.items() if n >= min_category_rows)
                 categorical.append(CategoricalColumn(name, tuple(kept)))
+                continue
+            if train.kinds[name] == DATE:
+                date_columns.append(_fit_date(name, train.date_formats.get(name, "ISO8601"),
+                                              dates(values, None)[0], standardize))
                 continue
             x = numbers(values)[0]
             if x.isna().all():
@@ -141,47 +198,55 @@ class TableEncoder:
             fill = float(x.median())
             filled[name] = x.fillna(fill).to_numpy()
             numeric.append(NumericColumn(name, fill, False, bool(x.isna().any()),
-                                         *scaling(filled[name], standardize)))
+                                         *scaling(filled[name], standardize),
+                                         *value_range(filled[name], False)))
         fam = family_named(family)
         t = fam.transform(train.target)
         std = float(t.std()) if standardize else 1.0
         encoder = cls(tuple(numeric), tuple(categorical), TargetScaling(
             train.target_name, fam.name, float(t.mean()) if standardize else 0.0,
-            std if std > 0 else 1.0))
+            std if std > 0 else 1.0), tuple(date_columns))
         if not log_skewed:
             return encoder
         # The line that decides sees the categories as the linear baseline does (one-hot).
         one_hot = encoder.design(encoder.encode(train.frame))[:, encoder.numeric_dim:]
         logged = columns_to_log(filled, t, one_hot)
         numeric = [NumericColumn(c.name, c.fill, True, c.flag,
-                                 *scaling(np.log1p(filled[c.name]), standardize))
+                                 *scaling(np.log1p(filled[c.name]), standardize),
+                                 *value_range(filled[c.name], True))
                    if c.name in logged else c for c in numeric]
-        return cls(tuple(numeric), encoder.categorical, encoder.target)
+        return cls(tuple(numeric), encoder.categorical, encoder.target, encoder.dates)
 
     # --- plain values, for the checkpoint ---------------------------------------------
     def to_dict(self) -> dict:
         return {"numeric": [asdict(c) for c in self.numeric],
                 "categorical": [{"name": c.name, "categories": list(c.categories)}
                                 for c in self.categorical],
-                "target": asdict(self.target)}
+                "target": asdict(self.target)} | (
+            {"dates": [asdict(c) for c in self.dates]} if self.dates else {})
 
     @classmethod
     def from_dict(cls, values: dict) -> TableEncoder:
-        numeric = tuple(NumericColumn(c["name"], c["fill"], c.get("log", False),  # older
-                                      c["flag"], c["mean"], c["std"])         # had no log
+        # Older checkpoints: no log (every input as it is), no range (nothing held), no dates.
+        numeric = tuple(NumericColumn(c["name"], c["fill"], c.get("log", False), c["flag"],
+                                      c["mean"], c["std"], c.get("low"), c.get("high"))
                         for c in values["numeric"])
         categorical = tuple(CategoricalColumn(c["name"], tuple(c["categories"]))
                             for c in values["categorical"])
-        return cls(numeric, categorical, TargetScaling(**values["target"]))
+        date_columns = tuple(DateColumn(**c) for c in values.get("dates", ()))
+        return cls(numeric, categorical, TargetScaling(**values["target"]), date_columns)
 
     # --- what the network needs -------------------------------------------------------
     @property
     def feature_names(self) -> list[str]:
-        return [c.name for c in self.numeric] + [c.name for c in self.categorical]
+        return ([c.name for c in self.numeric] + [c.name for c in self.dates]
+                + [c.name for c in self.categorical])
 
     @property
     def numeric_dim(self) -> int:
-        return len(self.numeric) + sum(c.flag for c in self.numeric)
+        """Inputs before the categories: numbers, dates and their "was empty" flags."""
+        return (len(self.numeric) + sum(c.flag for c in self.numeric)
+                + sum(DATE_INPUTS + c.flag for c in self.dates))
 
     @property
     def cardinalities(self) -> list[int]:
@@ -206,22 +271,37 @@ class TableEncoder:
                 f"{source} has no column {', '.join(map(repr, absent))}, which the model "
                 f"needs; its columns are: {', '.join(map(str, frame.columns))}")
         n = len(frame)
-        columns, filled, unknown = [], {}, {}
+        columns, filled, unknown, outside = [], {}, {}, {}
+        row_outside = np.zeros(n, dtype=np.int64)
         for spec in self.numeric:
             raw = frame[spec.name]
             x, text = numbers(raw)
             if text.any():
-                row = int(np.argmax(text.to_numpy()))
-                raise DeepnormalError(
-                    f"{source}, column '{spec.name}': {int(text.sum())} value(s) are not "
-                    f"numbers; first at data row {row + 1}: {cell_text(raw.iloc[row])}")
+                _not_a(spec.name, "numbers", raw, text, source)
             empty = x.isna().to_numpy()
             filled[spec.name] = int(empty.sum())
             # In float32, as the network computes: the same arithmetic whatever the caller.
-            values = x.fillna(spec.fill).to_numpy(dtype=np.float32)
-            if spec.log:
-                values = np.log1p(np.maximum(values, np.float32(0)))
+            values = _as_input(x.fillna(spec.fill), spec.log)
+            values, beyond = held(values, spec.low, spec.high)
+            outside[spec.name] = int(beyond.sum())
+            row_outside += beyond
             columns.append((values - np.float32(spec.mean)) / np.float32(spec.std))
+            if spec.flag:
+                columns.append(empty.astype(np.float64))
+        for spec in self.dates:
+            raw = frame[spec.name]
+            read, text = dates(raw, spec.format)
+            if text.any():
+                _not_a(spec.name, f"dates ({spec.format})", raw, text, source)
+            days = day_counts(read)
+            empty = np.isnan(days)
+            filled[spec.name] = int(empty.sum())
+            days = np.where(empty, spec.fill, days)
+            count, beyond = held(days.astype(np.float32), spec.low, spec.high)
+            outside[spec.name] = int(beyond.sum())
+            row_outside += beyond
+            columns.append((count - np.float32(spec.mean)) / np.float32(spec.std))
+            columns += [part.astype(np.float32) for part in seasons(days)]
             if spec.flag:
                 columns.append(empty.astype(np.float64))
         codes = np.zeros((n, len(self.categorical)), dtype=np.int64)
@@ -235,7 +315,7 @@ class TableEncoder:
             unknown[spec.name] = int((column.isna() & labels.notna()).sum())
             codes[:, j] = column.fillna(UNKNOWN_CODE).to_numpy(dtype=np.int64)
         numeric = (np.column_stack(columns) if columns else np.zeros((n, 0))).astype(np.float32)
-        return Encoded(numeric, codes, unknown, filled)
+        return Encoded(numeric, codes, unknown, filled, outside, row_outside)
 
     def design(self, encoded: Encoded) -> np.ndarray:
         """The encoded inputs as one float matrix (categories one-hot), for linear models."""
@@ -247,3 +327,34 @@ class TableEncoder:
     def target_z(self, y: np.ndarray) -> np.ndarray:
         """The standardised transformed target the network is trained on."""
         return (self.family.transform(y) - self.target.mean) / self.target.std
+
+
+def _as_input(values: pd.Series, log: bool) -> np.ndarray:
+    """A numeric column's filled values as the network's input, before standardising."""
+    values = values.to_numpy(dtype=np.float32)
+    return np.log1p(np.maximum(values, np.float32(0))) if log else values
+
+
+def value_range(filled: np.ndarray, log: bool) -> tuple[float, float]:
+    """The training range of a numeric input, in the float32 arithmetic encode uses, so that
+    no training value counts as outside it."""
+    values = _as_input(pd.Series(filled), log)
+    return float(values.min()), float(values.max())
+
+
+def _fit_date(name: str, fmt: str, values: pd.Series, standardize: bool) -> DateColumn:
+    days = day_counts(values)
+    if np.isnan(days).all():
+        raise DeepnormalError(f"column '{name}' is empty in every row of the training split; "
+                              "drop it from data.features")
+    fill = float(np.nanmedian(days))
+    full = np.where(np.isnan(days), fill, days)
+    as32 = full.astype(np.float32)
+    return DateColumn(name, fmt, fill, bool(np.isnan(days).any()), *scaling(full, standardize),
+                      float(as32.min()), float(as32.max()))
+
+
+def _not_a(name: str, what: str, raw: pd.Series, wrong: pd.Series, source: str) -> None:
+    row = int(np.argmax(wrong.to_numpy()))
+    raise DeepnormalError(f"{source}, column '{name}': {int(wrong.sum())} value(s) are not "
+                          f"{what}; first at data row {row + 1}: {cell_text(raw.iloc[row])}")

@@ -1,8 +1,9 @@
 """The trained model as an MLflow pyfunc: a table of the raw feature columns in (numbers,
-text categories, empty cells; a category never seen in training is predicted as "unknown"),
-the predictive `mean`, `median`, `std`, the network's Normal `mu`, `sigma` and the central
-interval bounds `lower_<level>` / `upper_<level>` out, in the target's original units
-(`deepnormal-predict` writes the same columns).
+text categories, dates, empty cells; a category never seen in training is predicted as
+"unknown"), the predictive `mean`, `median`, `std`, the network's Normal `mu`, `sigma`, the
+central interval bounds `lower_<level>` / `upper_<level>` and `out_of_range` (the row's
+numbers or dates beyond the training range, predicted at its edge) out, in the target's
+original units (`deepnormal-predict` writes the same columns); no rows in, none out.
 `mlflow models serve -m runs:/<run_id>/model --env-manager local -h 127.0.0.1` serves it;
 loading needs only torch, numpy, pandas and scipy (the checkpoint is read weights-only).
 """
@@ -30,7 +31,7 @@ class DeepNormalPyfunc(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         prediction = self.model.predict(model_input, source="the request")
-        return prediction.distribution.frame(DEFAULT_LEVELS)
+        return prediction.frame(DEFAULT_LEVELS)
 
 
 def signature(model, example: pd.DataFrame):
@@ -43,9 +44,12 @@ def signature(model, example: pd.DataFrame):
     from mlflow.types import ColSpec, Schema
     from mlflow.types.schema import AnyType
 
+    from deepnormal.inference import OUTSIDE_COLUMN
+
     outputs = model.family.output_columns(DEFAULT_LEVELS)
     return ModelSignature(Schema([ColSpec(AnyType(), name) for name in example.columns]),
-                          Schema([ColSpec("double", name) for name in outputs]))
+                          Schema([ColSpec("double", name) for name in outputs]
+                                 + [ColSpec("long", OUTSIDE_COLUMN)]))
 
 
 def log_model(checkpoint: Path, example: pd.DataFrame) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import uuid
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -183,13 +184,28 @@ def owner_tags() -> dict[str, str]:
     return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
 
 
+def table_name(params) -> str:
+    """'diabetes' for examples/diabetes.csv (or .csv.gz), 'synthetic' for the toy problem."""
+    if params.data.source != "file":
+        return "synthetic"
+    return Path(params.data.path).name.split(".")[0]
+
+
+def run_name(params, family: str) -> str:
+    """A run's name a person can tell apart: the table, the family and the DVC experiment's
+    name, or four random hex digits (e.g. diabetes-lognormal-3f9a)."""
+    suffix = os.environ.get("DVC_EXP_NAME") or uuid.uuid4().hex[:4]
+    return f"{table_name(params)}-{family}-{suffix}"
+
+
 def log_dataset(split, params, context: str) -> None:
-    """Record a split as an MLflow dataset input: name, source, digest, rows and columns."""
+    """Record a split as an MLflow dataset input: name, source, digest, rows and columns;
+    `context` is its role (training, validation, test)."""
     import mlflow
 
     frame = split.frame.assign(**{split.target_name: split.target})
     if params.data.source == "file":
-        source, name = params.data.path, Path(params.data.path).stem
+        source, name = params.data.path, table_name(params)
     else:
         source, name = "synthetic", f"synthetic-seed{params.generate.seed}"
     with warnings.catch_warnings():  # "source can be interpreted in multiple ways": it is a path

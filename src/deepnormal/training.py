@@ -204,9 +204,11 @@ def fit(params: Params, train: Split, val: Split, lr: float, out_dir: Path,
     history = EpochHistory(plan.max_epochs, print_every_s=5.0 if progress else None)
     stopper = EarlyStopping(monitor=MONITOR, mode="min", patience=plan.patience,
                             min_delta=p.min_delta, check_finite=True)
+    # Weights only: no optimizer state, and no callback state, which would record the
+    # scratch folder's absolute path: the same inputs give the same bytes on one machine.
     checkpointer = ModelCheckpoint(dirpath=out_dir, filename="model", monitor=MONITOR,
                                    mode="min", save_top_k=1, auto_insert_metric_name=False,
-                                   enable_version_counter=False)
+                                   enable_version_counter=False, save_weights_only=True)
     trainer = _trainer(params, max_epochs=plan.max_epochs, default_root_dir=out_dir,
                        gradient_clip_val=p.gradient_clip,
                        logger=[history] + ([logger] if logger is not None else []),
