@@ -102,14 +102,14 @@ def plain_epoch_seconds(params, train, val, lr: float) -> list[float]:
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     loader = member_batches(train, encoder, batch_size(len(train), params.train),
                             params.model.ensemble_size, seed=params.train.seed)
-    val_x, val_codes, val_y, _ = tensors(val, encoder).tensors
+    val_x, val_codes, val_y, _, _ = tensors(val, encoder).tensors
     best = float("inf")
     stamps = []
     with tempfile.TemporaryDirectory() as out:
         for epoch in range(params.train.max_epochs):
             net.train()
             loader.sampler.set_epoch(epoch)
-            for x, codes, y_z, _ in loader:
+            for x, codes, y_z, _, _ in loader:
                 mu_z, sigma_z = net.members(x, codes)
                 loss = gaussian_nll_z(y_z, mu_z, sigma_z).mean()
                 optimizer.zero_grad()

@@ -58,7 +58,7 @@ def main() -> None:
                         scratch / "plots", p.plot_max_points,
                         params.generate if synthetic_data else None)
         (scratch / "summary.md").write_text(
-            evaluation.summary_markdown(report, training, warning))
+            evaluation.summary_markdown(report, training, p.interval_levels, warning))
     out = paths.EVALUATE
 
     test = report.test
@@ -68,6 +68,9 @@ def main() -> None:
     note = found.model["test"].note()
     if note:
         print(f"test split: {note}")
+    off = evaluation.coverage_warning(test["model"], p.interval_levels)
+    if off:
+        print(f"warning: {off}")
     if prefix:
         print(f"predictions.csv: a column of the table shares a name with an output column, "
               f"so the outputs are named {prefix}mean, {prefix}std, ...")

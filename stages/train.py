@@ -32,7 +32,7 @@ from deepnormal.config import load_params
 from deepnormal.errors import run_stage
 from deepnormal.lr_rule import read_choice
 from deepnormal.outputs import staged
-from deepnormal.prepared import read_splits
+from deepnormal.prepared import TableDescription, read_splits
 from deepnormal.processes import is_extra_ddp_process
 from deepnormal.train_summary import TrainingRecord, TrainSummary
 from deepnormal.tune_result import apply_tuned
@@ -69,11 +69,40 @@ def main() -> None:
         # The checkpoint, history and summary replace the previous ones only on success.
         with staged(paths.TRAIN) as out:
             result = fit(params, splits["train"], splits["val"], choice.lr, out, logger)
+            result, trial = family_trial(params, splits, choice.lr, out, result, logger)
             run_id = None if logger is None else logger.run_id
-            TrainingRecord(summary(run_id, choice, result), result.history).write(out)
+            TrainingRecord(summary(run_id, choice, result, trial), result.history).write(out)
             if logger is not None:
-                log_outcome(out, result, splits)
+                log_outcome(out, result, splits, trial)
     report(result)
+
+
+def family_trial(params, splits, lr: float, out, first, logger):
+    """model.distribution auto: the other families the generate stage offered, tried on the
+    validation split (family_trial.py); (the fit to keep, what the trial found or None)."""
+    from deepnormal.family_choice import AUTO
+
+    candidates = TableDescription.read(paths.PREPARED).family.candidates
+    if params.model.distribution != AUTO or not candidates:
+        return first, None
+    if params.compute.devices != 1:
+        print("family trial skipped: it trains on one device, and compute.devices is "
+              f"{params.compute.devices}; model.distribution names a family instead")
+        return first, None
+    from deepnormal.family_trial import try_families
+
+    def logger_for(family: str):
+        if logger is None:
+            return None
+        from deepnormal.mlflow_logger import BatchedMLFlowLogger
+
+        return BatchedMLFlowLogger(run_id=logger.run_id, tracking_uri=stores.tracking_uri(),
+                                   metric_prefix=f"{family}.")
+
+    kept, trial = try_families(params, splits["train"], splits["val"], lr, out, first,
+                               candidates, lambda line: print(line, flush=True), logger_for)
+    print(trial.line(), flush=True)
+    return kept, trial
 
 
 @contextmanager
@@ -98,8 +127,10 @@ def tracked_run(experiment_id: str, params, splits, choice, search: dict):
         yield logger
 
 
-def log_outcome(out: Path, result, splits) -> None:
-    """The fit's figures, the encoder, the checkpoint, the history and a servable model."""
+def log_outcome(out: Path, result, splits, trial) -> None:
+    """The fit's figures, the encoder, the checkpoint, the history and a servable model; with
+    a family trial, each family's validation score, the family kept (tag `family`, and in
+    the run's name) and why (tag `family_trial`)."""
     import mlflow
 
     from deepnormal import serving
@@ -107,6 +138,16 @@ def log_outcome(out: Path, result, splits) -> None:
     mlflow.log_metrics({"best_val_nll": result.best_val_nll,
                         "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
                         "sigma_scale": result.sigma_scale} | filled_cells(splits["train"]))
+    family = result.encoder.family.name
+    mlflow.set_tag("family", family)
+    if trial is not None:
+        mlflow.log_metrics({f"family_val_{trial.score}.{name}": value
+                            for name, value in trial.scores.items()})
+        mlflow.set_tag("family_trial", trial.line())
+        base = splits["train"].family
+        if family != base:  # the run was named before the trial
+            name = mlflow.active_run().info.run_name
+            mlflow.set_tag("mlflow.runName", name.replace(f"-{base}-", f"-{family}-", 1))
     mlflow.log_dict(result.encoder.to_dict(), "train/table.json")
     mlflow.set_tag("device", result.device)
     mlflow.log_artifact(str(result.checkpoint), "checkpoints")
@@ -159,13 +200,14 @@ def example_inputs(split, rows: int = 5) -> pd.DataFrame:
     return frame.loc[order[:rows]].reset_index(drop=True)
 
 
-def summary(run_id: str | None, choice, result) -> TrainSummary:
+def summary(run_id: str | None, choice, result, trial) -> TrainSummary:
     """summary.json: what evaluate needs of the fit."""
     return TrainSummary(run_id=run_id, lr=choice.lr, lr_rule=choice.rule,
                         best_epoch=result.best_epoch, best_val_nll=result.best_val_nll,
                         member_best_epochs=result.member_epochs, epochs_run=result.epochs_run,
                         stopped_early=result.stopped_early, budget=result.budget.as_dict(),
-                        sigma_scale=result.sigma_scale, device=result.device)
+                        sigma_scale=result.sigma_scale, device=result.device,
+                        family_trial=None if trial is None else trial.as_dict())
 
 
 if __name__ == "__main__":

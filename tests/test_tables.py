@@ -278,8 +278,8 @@ BAD_TABLES = {
         "column from data.features"),
     "lognormal on the synthetic data": (
         __import__("deepnormal.config").config.DataParams().model_dump(),
-        "error: model.distribution: lognormal needs a positive target; the synthetic data's "
-        "is not (use normal)"),
+        "error: model.distribution: lognormal needs a target of positive numbers; the synthetic "
+        "data's is not (use normal)"),
     "a table's params without data.source: file": (
         {"source": "synthetic"},
         "error: params.yaml: 'data': data.path (examples/shop.csv), data.features (['size', "

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
+from deepnormal.family import Normal
+from deepnormal.predictive import Predictive
 
 
 @dataclass(frozen=True)
@@ -25,3 +29,22 @@ class LinearGaussian:
     def predict(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         mu = self.intercept + features @ self.coefficients
         return mu, np.full(len(features), self.sigma)
+
+
+def line(family: type[Predictive], design: np.ndarray,
+         target: np.ndarray) -> Callable[[np.ndarray], Predictive]:
+    """The homoscedastic straight line a model of `family` is compared with, fitted on the
+    training design: for the Normal and the log-normal, the least-squares line of the
+    transformed target with one global sigma; for a point mass at zero, the share of zeros
+    and that log-normal line on the positive rows; for the heavy-tailed families, the Normal
+    line of the target itself. Returns design -> its distribution per row."""
+    if family.point_mass:
+        zero = family.in_mass(target)
+        positive = LinearGaussian.fit(design[~zero], np.log(target[~zero]))
+        share = float(np.mean(zero))
+        return lambda rows: family(np.full(len(rows), share), *positive.predict(rows))
+    if family.ensemble == "moments":
+        fitted = LinearGaussian.fit(design, family.transform(target))
+        return lambda rows: family(*fitted.predict(rows))
+    fitted = LinearGaussian.fit(design, target)
+    return lambda rows: Normal(*fitted.predict(rows))

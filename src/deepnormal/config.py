@@ -114,9 +114,13 @@ class ModelParams(_Section):
     standardize: bool = True
     ensemble_size: int = Field(5, ge=1, le=64)
     calibrate_sigma: bool = False
-    # normal: y ~ N(mu, sigma^2); lognormal: log y ~ N(mu, sigma^2), for a positive target;
-    # auto: the generate stage picks one for the table (family_choice.py).
-    distribution: Literal["normal", "lognormal", "auto"] = "auto"
+    # The predictive family (family.py); auto: chosen for the table by the data
+    # (family_choice.py: the generate stage, then the train stage's trial).
+    distribution: Literal["normal", "lognormal", "studentt", "johnsonsu", "zerolognormal",
+                          "auto"] = "auto"
+    # A family's shape parameters (df; skew and tail; P(y = 0)): one per member for the whole
+    # table, or a head of the network like the location and the scale (per row).
+    shape: Literal["per_table", "per_row"] = "per_table"
     # A categorical column with at most this many categories is one-hot encoded; a larger
     # one gets a learned embedding of this many dimensions.
     embedding_dim: int = Field(8, ge=1, le=256)

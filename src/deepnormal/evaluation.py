@@ -11,12 +11,13 @@ import numpy as np
 import pandas as pd
 
 from deepnormal import metrics, plots, synthetic
-from deepnormal.baselines import LinearGaussian
+from deepnormal.baselines import line
 from deepnormal.config import GenerateParams, Params
 from deepnormal.data import CATEGORICAL, NUMERIC
+from deepnormal.family import Normal
 from deepnormal.inference import Prediction, TrainedModel
 from deepnormal.peers import PEERS, fit_peer
-from deepnormal.predictive import Predictive
+from deepnormal.predictive import Predictive, level_tag
 from deepnormal.prepared import Split
 from deepnormal.preprocessing import Encoded
 from deepnormal.train_summary import TrainingRecord
@@ -53,14 +54,16 @@ def predictors(model: TrainedModel, splits: dict[str, Split], params: Params,
     synthetic data, the oracle."""
     train, family = splits["train"], model.family
     design = model.encoder.design
-    linear = LinearGaussian.fit(design(model.encode(train.frame)), family.transform(train.target))
+    linear = line(family, design(model.encode(train.frame)), train.target)
     found = {"model": lambda frame, encoded: model.distribution(encoded)}
     if model.sigma_scale != 1.0:
         found["model_uncalibrated"] = (
             lambda frame, encoded: model.distribution(encoded, calibrated=False))
-    found["linear"] = lambda frame, encoded: family(*linear.predict(design(encoded)))
+    found["linear"] = lambda frame, encoded: linear(design(encoded))
+    # The peers model a Normal: of log y beside a log-normal model, of y beside the rest.
+    peer_family = family if family.ensemble == "moments" else Normal
     for name in params.evaluate.peers:
-        peer = fit_peer(name, train, splits["val"], family)
+        peer = fit_peer(name, train, splits["val"], peer_family)
         found[name] = lambda frame, encoded, peer=peer: peer.predict(frame)
     if synthetic_data:
         found["oracle"] = lambda frame, encoded: oracle(frame, params.generate)
@@ -69,8 +72,6 @@ def predictors(model: TrainedModel, splits: dict[str, Split], params: Params,
 
 def oracle(frame: pd.DataFrame, generate: GenerateParams) -> Predictive:
     """The true distribution of the synthetic data."""
-    from deepnormal.family import Normal
-
     x = frame.iloc[:, 0].to_numpy()
     return Normal(synthetic.true_mean(x, generate), synthetic.true_sigma(x, generate))
 
@@ -224,9 +225,34 @@ def draw(test: Split, predictions: Predictions, model: TrainedModel, training: T
     return paths
 
 
-def summary_markdown(report: Report, training: TrainingRecord,
+# A central interval whose test coverage is further than this from its level gets a line
+# of its own in the summary and the stage's output.
+COVERAGE_TOLERANCE = 0.05
+
+
+def coverage_warning(section: dict, levels: list[float]) -> str | None:
+    """One line naming each central interval whose coverage is off by more than the
+    tolerance (e.g. "the 50% interval holds 69% of the test points"), or None."""
+    off = [f"the {level:.0%} interval holds {section[f'picp_{level_tag(level)}']:.0%}"
+           for level in levels
+           if abs(section[f"picp_{level_tag(level)}"] - level) > COVERAGE_TOLERANCE]
+    if not off:
+        return None
+    return (f"{'; '.join(off)} of the test points (more than {COVERAGE_TOLERANCE:.0%} from "
+            "the level): the predicted spread, or its shape, does not fit this table")
+
+
+def summary_markdown(report: Report, training: TrainingRecord, levels: list[float],
                      warning: str | None = None) -> str:
     test, calibration, summary = report.test, report.calibration, training.summary
+    trial = summary.family_trial
+    family = f"- predictive family: {report.family} (every score in the target's own units)"
+    if trial:
+        scores = ", ".join(f"{name} {value:.4f}" for name, value in trial["scores"].items())
+        untried = "".join(f"; {name} not trained" for name in trial["untried"])
+        family = (f"- predictive family: {report.family}, chosen by the validation "
+                  f"{trial['score'].upper()} ({scores}{untried}); every score in the "
+                  "target's own units")
     lines = [
         "# deepnormal run summary",
         "",
@@ -235,7 +261,7 @@ def summary_markdown(report: Report, training: TrainingRecord,
         f"- epochs run: {summary.epochs_run}, best epoch: {summary.best_epoch}",
         f"- ensemble of {calibration['ensemble_size']} network(s); sigma scaled by "
         f"{calibration['sigma_scale']:.4f} (fitted on the validation split; 1: none)",
-        f"- predictive family: {report.family} (every score in the target's own units)",
+        family,
         f"- exact mixture NLL of the members on the test split: "
         f"{test['model']['mixture_nll']:.4f} (the table scores the one distribution predicted)",
         f"- test cells filled (empty): {test['model']['filled_cells']}; categories never seen "
@@ -243,15 +269,19 @@ def summary_markdown(report: Report, training: TrainingRecord,
         f"dates beyond the training range (predicted at its edge): "
         f"{test['model']['out_of_range_cells']}",
         "",
-        "| predictor | test NLL | CRPS | RMSE | 95% coverage | calibration error |",
-        "|---|---|---|---|---|---|",
+        "| predictor | test NLL | CRPS | RMSE | "
+        + " | ".join(f"{level:.0%} coverage" for level in levels) + " | calibration error |",
+        "|---|---|---|---|" + "---|" * len(levels) + "---|",
     ]
     for name, values in test.items():
         if isinstance(values, dict):
-            lines.append(
-                f"| {name} | {values['nll']:.4f} | {values['crps']:.4f} | {values['rmse']:.4f} "
-                f"| {values.get('picp_95', float('nan')):.3f} | {values['calibration_error']:.4f} |"
-            )
+            covered = " | ".join(f"{values[f'picp_{level_tag(level)}']:.3f}" for level in levels)
+            lines.append(f"| {name} | {values['nll']:.4f} | {values['crps']:.4f} | "
+                         f"{values['rmse']:.4f} | {covered} | "
+                         f"{values['calibration_error']:.4f} |")
+    off = coverage_warning(test["model"], levels)
+    if off:
+        lines += ["", f"**Coverage: {off}.**"]
     if "nll_gap" in test:
         lines += ["", f"NLL gap to the oracle: **{test['nll_gap']:.4f} nats**"]
     verdict = peer_verdict(test)

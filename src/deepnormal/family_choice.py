@@ -1,5 +1,7 @@
-"""`model.distribution: auto`: which family suits the target, decided once, by the generate
-stage (preparation.py), and kept in the prepared table's description for every later stage.
+"""`model.distribution: auto`: which family suits the target. The generate stage
+(preparation.py) decides what the table's support allows and a first family, kept in the
+prepared table's description for every later stage; the train stage then tries the other
+candidates on the validation split (family_trial.py).
 
 A price, a wage, a count of rentals is positive and skewed to the right; a Normal spends
 probability on values below zero and cannot grow its spread with the level. The log-normal
@@ -23,6 +25,9 @@ from deepnormal.preprocessing import TableEncoder
 
 AUTO = "auto"
 MARGIN = 0.05  # nats per point the log-normal line must win by
+# A never negative target with at least this share of exact zeros (spending, hours worked,
+# rain) is offered the point mass at zero (zerolognormal).
+ZERO_SHARE = 0.05
 
 
 def line_nll(train: Split, name: str) -> float:
@@ -34,20 +39,27 @@ def line_nll(train: Split, name: str) -> float:
     return float(np.mean(family(*line.predict(design)).nll_points(train.target)))
 
 
-def choose_family(distribution: str, train: Split, every_target_positive: bool) -> FamilyChoice:
-    """The family for model.distribution: a named one as it is; auto as the module says.
-    `every_target_positive` covers the whole table, not only the training split."""
+def choose_family(distribution: str, train: Split, every_target_positive: bool,
+                  zero_share: float = 0.0) -> FamilyChoice:
+    """The family for model.distribution: a named one as it is; auto as the module says,
+    with the families the train stage may try instead (the heavy-tailed ones on a target of
+    any sign; the point mass at zero when at least ZERO_SHARE of a never negative target is
+    exactly zero). `every_target_positive` and `zero_share` cover the whole table."""
     if distribution != AUTO:
         return FamilyChoice(distribution, "model.distribution")
+    tails = ("studentt", "johnsonsu")
+    zeros = ("zerolognormal",) if zero_share >= ZERO_SHARE else ()
     if not every_target_positive:
-        return FamilyChoice("normal", "auto: the target is not positive in every row")
+        return FamilyChoice("normal", "auto: the target is not positive in every row"
+                            + (f" ({zero_share:.0%} are exactly zero)" if zeros else ""),
+                            zeros + tails)
     gain = line_nll(train, "normal") - line_nll(train, "lognormal")
     if gain > MARGIN:
         return FamilyChoice("lognormal", f"auto: the target is positive, and a line fits "
                                          f"log(target) better by {gain:.3f} nats per point")
     return FamilyChoice("normal", f"auto: the target is positive, but a line fits "
                                   f"log(target) better by only {gain:+.3f} nats per point "
-                                  f"(lognormal needs more than {MARGIN})")
+                                  f"(lognormal needs more than {MARGIN})", tails)
 
 
 def family_to_fit(distribution: str, prepared_family: str) -> str:

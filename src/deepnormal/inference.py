@@ -14,7 +14,7 @@ import torch
 from deepnormal.config import ModelParams
 from deepnormal.errors import DeepnormalError, first_line
 from deepnormal.network import DeepNormalNet
-from deepnormal.predictive import Predictive
+from deepnormal.predictive import Mixture, Predictive
 from deepnormal.preprocessing import Encoded, TableEncoder
 
 # The output column counting each row's cells beyond the training range (held to it).
@@ -98,13 +98,17 @@ class TrainedModel:
 
     def distribution(self, encoded: Encoded, calibrated: bool = True) -> Predictive:
         """The predictive distribution of a table already encoded (evaluate encodes each
-        split once)."""
-        return self.family(*self.net.predict(encoded.numeric, encoded.codes, calibrated))
+        split once): one distribution of the family with the members' mean and variance, or
+        the members' exact mixture, as the family says (its `ensemble`)."""
+        if self.family.ensemble == "moments":
+            return self.family(*self.net.predict(encoded.numeric, encoded.codes, calibrated))
+        return Mixture(self.members(encoded, calibrated))
 
-    def members(self, encoded: Encoded) -> Predictive:
+    def members(self, encoded: Encoded, calibrated: bool = True) -> Predictive:
         """Each ensemble member's distribution, parameters [M, n]: the mixture whose exact
         density `metrics.mixture_nll` scores."""
-        return self.family(*self.net.predict_members(encoded.numeric, encoded.codes))
+        return self.family(**self.net.predict_members(encoded.numeric, encoded.codes,
+                                                      calibrated))
 
 
 def load_model(path) -> TrainedModel:

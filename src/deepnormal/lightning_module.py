@@ -31,7 +31,7 @@ from torchmetrics import MeanMetric
 
 from deepnormal.config import ModelParams, TrainParams
 from deepnormal.errors import DeepnormalError
-from deepnormal.network import DeepNormalNet, calibration_factor, gaussian_nll_z, mixture_moments
+from deepnormal.network import DeepNormalNet, calibration_factor_for, ensemble_nll_z
 from deepnormal.preprocessing import TableEncoder
 
 DIVERGENCE_ADVICE = ("the learning rate is too high: set lr_find.fixed_lr lower or lower "
@@ -54,20 +54,25 @@ class KeptMembers:
         self.epochs = [0] * members
         self.mu_z: torch.Tensor | None = None
         self.sigma_z: torch.Tensor | None = None
+        self.shape: torch.Tensor | None = None  # [M, B, k] for a family with shape outputs
 
     def update(self, net: torch.nn.Module, epoch: int, mu_z: torch.Tensor,
-               sigma_z: torch.Tensor, member_nll: torch.Tensor) -> None:
+               sigma_z: torch.Tensor, member_nll: torch.Tensor,
+               shape: torch.Tensor | None = None) -> None:
         """Keep the members whose validation NLL ([M]) fell below their best (NaN never does)."""
         member_nll = member_nll.detach()
         self.nll = self.nll.to(member_nll.device)
         improved = member_nll < self.nll
         if self.mu_z is None:
             self.mu_z, self.sigma_z = mu_z.detach().clone(), sigma_z.detach().clone()
+            self.shape = None if shape is None else shape.detach().clone()
         if not bool(improved.any()):
             return
         self.nll = torch.where(improved, member_nll, self.nll)
         self.mu_z[improved] = mu_z.detach()[improved]
         self.sigma_z[improved] = sigma_z.detach()[improved]
+        if shape is not None:
+            self.shape[improved] = shape.detach()[improved]
         for name, value in net.named_parameters():
             self.weights[name][improved] = value.detach()[improved]
         for member in torch.nonzero(improved).flatten().tolist():
@@ -100,9 +105,9 @@ class DeepNormalModule(pl.LightningModule):
                    lr=lr, max_epochs=max_epochs)
 
     def training_step(self, batch, batch_idx):
-        numeric, codes, y_z, offset = batch  # [M, B, ...]: a mini-batch per member
-        mu_z, sigma_z = self.net.members(numeric, codes)
-        nll = gaussian_nll_z(y_z, mu_z, sigma_z)
+        numeric, codes, y_z, offset, mass = batch  # [M, B, ...]: a mini-batch per member
+        mu_z, sigma_z, shape = self.net.outputs(numeric, codes)
+        nll = self.net.family.nll_z(y_z, mu_z, sigma_z, shape, mass)
         # The logged NLL is in the target's own units (the offset is constant per point).
         self.train_nll.update((nll + offset).mean().detach(), nll.numel())
         if self.fit_settings.loss == "beta_nll":
@@ -132,20 +137,23 @@ class DeepNormalModule(pl.LightningModule):
     def validation_step(self, batch, batch_idx):
         # The whole split is one batch, on every rank, so all ranks agree on val_nll (and on
         # which members improved: they hold the same weights).
-        numeric, codes, y_z, offset = batch
-        mu_z, sigma_z = self.net.members(numeric, codes)
+        numeric, codes, y_z, offset, mass = batch
+        family = self.net.family
+        mu_z, sigma_z, shape = self.net.outputs(numeric, codes)
         if self.kept is None:
             self.kept = KeptMembers(self.net)
-        self.kept.update(self.net, self.current_epoch, mu_z, sigma_z,
-                         (gaussian_nll_z(y_z, mu_z, sigma_z) + offset).mean(dim=1))
-        now = gaussian_nll_z(y_z, *mixture_moments(mu_z, sigma_z)) + offset
-        kept_mu, kept_sigma = mixture_moments(self.kept.mu_z, self.kept.sigma_z)
-        kept = gaussian_nll_z(y_z, kept_mu, kept_sigma) + offset
-        self.log_dict({"val_nll": now.mean(), "val_nll_kept": kept.mean()},
+        members = family.nll_z(y_z, mu_z, sigma_z, shape, mass) + offset
+        self.kept.update(self.net, self.current_epoch, mu_z, sigma_z, members.mean(dim=1),
+                         shape)
+        now = ensemble_nll_z(family, y_z, mu_z, sigma_z, shape, mass) + offset
+        kept = self.kept
+        kept_nll = ensemble_nll_z(family, y_z, kept.mu_z, kept.sigma_z, kept.shape, mass) + offset
+        self.log_dict({"val_nll": now.mean(), "val_nll_kept": kept_nll.mean()},
                       batch_size=len(now), sync_dist=True)
         self.log("step", float(self.current_epoch))
         if self.settings.calibrate_sigma:
-            self.net.sigma_scale.fill_(calibration_factor(y_z, kept_mu, kept_sigma))
+            self.net.sigma_scale.fill_(calibration_factor_for(
+                family, y_z, kept.mu_z, kept.sigma_z, kept.shape, mass))
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # A checkpoint holds the kept ensemble, not today's weights (the LR finder's

@@ -35,15 +35,21 @@ class RowTensors(TensorDataset):
 
 
 def tensors(split: Split, encoder: TableEncoder) -> RowTensors:
-    """(numeric inputs, category codes, standardised transformed target, NLL offset) per
-    row. The offset turns a point's NLL in standardised units into the NLL of y in its own
-    units: log(target std) plus the family's log-Jacobian (log y for the log-normal)."""
+    """(numeric inputs, category codes, standardised transformed target, NLL offset, point
+    mass) per row. The offset turns a point's NLL in standardised units into the NLL of y in
+    its own units: log(target std) plus the family's log-Jacobian (log y for the
+    log-normal); on a point mass (a zero of the zero-log-normal) the NLL is a probability's,
+    with no offset and no target (0 stands in)."""
     encoded = encoder.encode(split.frame)
-    offset = np.log(encoder.target.std) + encoder.family.log_jacobian(split.target)
+    family = encoder.family
+    mass = family.in_mass(split.target)
+    offset = np.where(mass, 0.0, np.log(encoder.target.std) + family.log_jacobian(split.target))
+    y_z = np.where(mass, 0.0, encoder.target_z(split.target))
     return RowTensors(torch.from_numpy(encoded.numeric),
-                         torch.from_numpy(encoded.codes),
-                         torch.tensor(encoder.target_z(split.target), dtype=torch.float32),
-                         torch.tensor(offset, dtype=torch.float32))
+                      torch.from_numpy(encoded.codes),
+                      torch.tensor(y_z, dtype=torch.float32),
+                      torch.tensor(offset, dtype=torch.float32),
+                      torch.tensor(mass, dtype=torch.float32))
 
 
 class MemberBatches(Sampler):
@@ -77,13 +83,13 @@ class MemberBatches(Sampler):
 
 def member_batches(split: Split, encoder: TableEncoder, batch_size: int, members: int,
                    seed: int, rank: int = 0, world_size: int = 1) -> DataLoader:
-    """Training batches: (numeric [M, B, d], codes [M, B, k], y_z [M, B], offset [M, B])."""
+    """Training batches: (numeric [M, B, d], codes [M, B, k], y_z, offset, mass [M, B])."""
     sampler = MemberBatches(len(split), batch_size, members, seed, rank, world_size)
     return DataLoader(tensors(split, encoder), batch_size=None, sampler=sampler)
 
 
 def whole(split: Split, encoder: TableEncoder) -> DataLoader:
-    """The whole split as one batch (numeric [n, d], codes [n, k], y_z [n], offset [n])."""
+    """The whole split as one batch (numeric [n, d], codes [n, k], y_z, offset, mass [n])."""
     return DataLoader(tensors(split, encoder), batch_size=None,
                       sampler=[torch.arange(len(split))])
 

@@ -24,13 +24,23 @@ def nll(y: np.ndarray, predictive: Predictive) -> float:
 
 
 def mixture_nll(y: np.ndarray, members: Predictive) -> float:
-    """Exact NLL of an equal-weight mixture of the family's members: their (loc, scale) are
-    [M, n] (members along the first axis), mean over the n points. A mixture of log-normals
-    is a mixture of normals of log y, plus the same Jacobian."""
-    z = (members.transform(y) - members.loc) / members.scale
-    log_densities = -HALF_LOG_2PI - np.log(members.scale) - 0.5 * z**2
-    points = np.log(len(members.loc)) - logsumexp(log_densities, axis=0) + members.log_jacobian(y)
-    return float(np.mean(points))
+    """Exact NLL of an equal-weight mixture of the family's members, their parameters [M, n]
+    (members along the first axis), mean over the n points. A mixture of log-normals is a
+    mixture of normals of log y, plus the same Jacobian (computed so, as ever, for the two
+    families an ensemble predicts by its moments)."""
+    if members.ensemble == "moments":
+        z = (members.transform(y) - members.loc) / members.scale
+        log_densities = -HALF_LOG_2PI - np.log(members.scale) - 0.5 * z**2
+        points = (np.log(len(members.loc)) - logsumexp(log_densities, axis=0)
+                  + members.log_jacobian(y))
+        return float(np.mean(points))
+    return float(np.mean(mixture_nll_points(y, members)))
+
+
+def mixture_nll_points(y: np.ndarray, members: Predictive) -> np.ndarray:
+    """Each point's NLL under the equal-weight mixture of members ([M, n] parameters)."""
+    count = len(next(iter(members.arguments().values())))
+    return np.log(count) - logsumexp(-members.nll_points(y), axis=0)
 
 
 def coverage(y: np.ndarray, predictive: Predictive, level: float) -> float:

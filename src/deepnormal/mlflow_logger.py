@@ -21,9 +21,13 @@ MAX_BATCH = 1000
 
 
 class BatchedMLFlowLogger(MLFlowLogger):
-    def __init__(self, *args, flush_every_s: float = 10.0, **kwargs) -> None:
+    def __init__(self, *args, flush_every_s: float = 10.0, metric_prefix: str = "",
+                 **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.flush_every_s = flush_every_s
+        # Before every metric's name: another fit's curves in the same run (the family trial's
+        # `studentt.val_nll`).
+        self.metric_prefix = metric_prefix
         self._pending: list = []
         self._last_flush = time.monotonic()
 
@@ -32,7 +36,7 @@ class BatchedMLFlowLogger(MLFlowLogger):
         from mlflow.entities import Metric
 
         stamp = int(time.time() * 1000)
-        self._pending += [Metric(key, float(value), stamp, step or 0)
+        self._pending += [Metric(f"{self.metric_prefix}{key}", float(value), stamp, step or 0)
                           for key, value in metrics.items()]
         if time.monotonic() - self._last_flush >= self.flush_every_s:
             self.flush()

@@ -26,6 +26,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from deepnormal.config import ModelParams
+from deepnormal.family import family_named
 from deepnormal.preprocessing import TableEncoder
 
 ACTIVATIONS = {
@@ -94,8 +95,9 @@ class DeepNormalNet(nn.Module):
     settings (config.ModelParams): a new model option is read here and nowhere else."""
 
     def __init__(self, numeric_dim: int, cardinalities: list[int], target_mean: float,
-                 target_std: float, settings: ModelParams) -> None:
+                 target_std: float, settings: ModelParams, family: str = "normal") -> None:
         super().__init__()
+        self.family = family_named(family)
         members, embedding_dim = settings.ensemble_size, settings.embedding_dim
         self.ensemble_size = members
         # A column with at most embedding_dim codes is one-hot (its first-layer weights are
@@ -116,6 +118,17 @@ class DeepNormalNet(nn.Module):
         self.link, unit_raw = SCALE_LINKS[settings.scale_link]
         with torch.no_grad():
             self.scale_head.bias.fill_(unit_raw)
+        # A family's shape (df, skew and tail, P(y = 0)): per row, from the last hidden
+        # layer like the location and the scale, or one value per member for the whole
+        # table (model.shape). Made last, so the other weights start as for the Normal.
+        self.shape_per_row = settings.shape == "per_row"
+        shape_count, start = self.family.shape_count, torch.tensor(self.family.shape_init)
+        if shape_count and self.shape_per_row:
+            self.shape_head = EnsembleLinear(members, width, shape_count)
+            with torch.no_grad():
+                self.shape_head.bias.copy_(start.expand(members, 1, shape_count))
+        elif shape_count:
+            self.shape_bias = nn.Parameter(start.repeat(members, 1, 1))
         self.sigma_floor = settings.sigma_floor
         self.y_mean = float(target_mean)
         self.y_std = float(target_std)
@@ -126,7 +139,7 @@ class DeepNormalNet(nn.Module):
     def for_table(cls, encoder: TableEncoder, settings: ModelParams) -> DeepNormalNet:
         """The network for a fitted table encoder."""
         return cls(encoder.numeric_dim, encoder.cardinalities, encoder.target.mean,
-                   encoder.target.std, settings)
+                   encoder.target.std, settings, encoder.target.family)
 
     def inputs(self, numeric: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         """The first layer's input [M, B, width] from numeric [B, d] or [M, B, d] and codes
@@ -142,12 +155,23 @@ class DeepNormalNet(nn.Module):
                          else F.one_hot(column, size).to(numeric.dtype))
         return torch.cat(parts, dim=-1)
 
-    def members(self, numeric: torch.Tensor,
-                codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each member's (mu_z, sigma_z) in standardised target units, shape [M, B]."""
+    def outputs(self, numeric: torch.Tensor, codes: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Each member's (mu_z, sigma_z) in standardised target units, shape [M, B], and its
+        shape parameters [M, B, k] (None for a family without)."""
         hidden = self.body(self.inputs(numeric, codes))
         mu_z = self.mean_head(hidden).squeeze(-1)
         sigma_z = self.link(self.scale_head(hidden).squeeze(-1)) + self.sigma_floor
+        if not self.family.shape_count:
+            return mu_z, sigma_z, None
+        raw = (self.shape_head(hidden) if self.shape_per_row
+               else self.shape_bias.expand(*mu_z.shape, -1))
+        return mu_z, sigma_z, self.family.shape_link(raw)
+
+    def members(self, numeric: torch.Tensor,
+                codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each member's (mu_z, sigma_z) in standardised target units, shape [M, B]."""
+        mu_z, sigma_z, _ = self.outputs(numeric, codes)
         return mu_z, sigma_z
 
     def forward(self, numeric: torch.Tensor, codes: torch.Tensor,
@@ -170,19 +194,27 @@ class DeepNormalNet(nn.Module):
         return loc.double().numpy(), scale.double().numpy()
 
     @torch.no_grad()
-    def predict_members(self, numeric: np.ndarray,
-                        codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each member's (loc, scale), shape [M, n], scale times sigma_scale: the mixture
-        whose exact density `metrics.mixture_nll` scores."""
+    def predict_members(self, numeric: np.ndarray, codes: np.ndarray,
+                        calibrated: bool = True) -> dict[str, np.ndarray]:
+        """Each member's distribution, as the family's constructor takes it (loc, scale and
+        shape parameters, each [M, n]), the scale times sigma_scale: the mixture whose exact
+        density `metrics.mixture_nll` scores."""
         self.eval()
-        if len(numeric) == 0:
-            return np.zeros((self.ensemble_size, 0)), np.zeros((self.ensemble_size, 0))
-        parts = [self.members(*self._tensors(numeric, codes, start))
+        count = len(self.family.shape_names)
+        parts = [self.outputs(*self._tensors(numeric, codes, start))
                  for start in range(0, len(numeric), PREDICT_CHUNK)]
-        mu_z, sigma_z = (torch.cat(values, dim=1) for values in zip(*parts, strict=True))
-        loc = self.y_mean + self.y_std * mu_z
-        scale = self.y_std * sigma_z * self.sigma_scale
-        return loc.double().numpy(), scale.double().numpy()
+        if not parts:
+            empty = np.zeros((self.ensemble_size, 0))
+            return {"loc": empty, "scale": empty} | dict.fromkeys(self.family.shape_names, empty)
+        mu_z = torch.cat([part[0] for part in parts], dim=1)
+        sigma_z = torch.cat([part[1] for part in parts], dim=1)
+        factor = self.sigma_scale if calibrated else 1.0
+        found = {"loc": (self.y_mean + self.y_std * mu_z).double().numpy(),
+                 "scale": (self.y_std * sigma_z * factor).double().numpy()}
+        if count:
+            shape = torch.cat([part[2] for part in parts], dim=1).double().numpy()
+            found |= {name: shape[..., i] for i, name in enumerate(self.family.shape_names)}
+        return found
 
     @staticmethod
     def _tensors(numeric: np.ndarray, codes: np.ndarray,
@@ -196,6 +228,39 @@ class DeepNormalNet(nn.Module):
 def gaussian_nll_z(y_z: torch.Tensor, mu_z: torch.Tensor, sigma_z: torch.Tensor) -> torch.Tensor:
     """Per-point full Gaussian NLL in standardised units (add log(y_std) for original units)."""
     return HALF_LOG_2PI + torch.log(sigma_z) + 0.5 * ((y_z - mu_z) / sigma_z) ** 2
+
+
+def ensemble_nll_z(family, y_z: torch.Tensor, mu_z: torch.Tensor, sigma_z: torch.Tensor,
+                   shape: torch.Tensor | None, mass: torch.Tensor) -> torch.Tensor:
+    """Each point's NLL [B] under the ensemble's prediction (members [M, B]), standardised:
+    one Gaussian with the members' mean and variance, or their exact mixture, as the family
+    says (its `ensemble`)."""
+    if family.ensemble == "moments":
+        return gaussian_nll_z(y_z, *mixture_moments(mu_z, sigma_z))
+    members = family.nll_z(y_z, mu_z, sigma_z, shape, mass)
+    return math.log(len(members)) - torch.logsumexp(-members, dim=0)
+
+
+def calibration_factor_for(family, y_z: torch.Tensor, mu_z: torch.Tensor,
+                           sigma_z: torch.Tensor, shape: torch.Tensor | None,
+                           mass: torch.Tensor) -> float:
+    """The scale factor minimising the ensemble's NLL on (y, members): in closed form for the
+    moments families (calibration_factor), else by a golden-section search over log s."""
+    if family.ensemble == "moments":
+        return calibration_factor(y_z, *mixture_moments(mu_z, sigma_z))
+
+    def nll(log_s: float) -> float:
+        scaled = sigma_z * math.exp(log_s)
+        return float(ensemble_nll_z(family, y_z, mu_z, scaled, shape, mass).mean())
+
+    low, high, golden = math.log(0.2), math.log(5.0), (math.sqrt(5) - 1) / 2
+    for _ in range(40):
+        a, b = high - golden * (high - low), low + golden * (high - low)
+        if nll(a) < nll(b):
+            high = b
+        else:
+            low = a
+    return math.exp((low + high) / 2)
 
 
 def calibration_factor(y_z: torch.Tensor, mu_z: torch.Tensor, sigma_z: torch.Tensor) -> float:

@@ -39,10 +39,11 @@ def prepare(params: Params, root: Path | str = ".") -> Prepared:
     distribution = params.model.distribution
     report = None
     if d.source == "synthetic":
-        if distribution == "lognormal":
-            raise DeepnormalError(f"model.distribution: {distribution} needs a positive target; "
-                                  "the synthetic data's is not (use normal)")
         frame = synthetic.table(g)
+        family = family_named("normal" if distribution == AUTO else distribution)
+        if family.invalid_target(frame[synthetic.COLUMNS[1]].to_numpy()).any():
+            raise DeepnormalError(f"model.distribution: {distribution} needs a target of "
+                                  f"{family.support}; the synthetic data's is not (use normal)")
         parts = {name: frame.iloc[index] for name, index in
                  split_indices(g.n, g.val_fraction, g.test_fraction, g.seed).items()}
         kinds, target = {synthetic.COLUMNS[0]: NUMERIC}, synthetic.COLUMNS[1]
@@ -56,8 +57,11 @@ def prepare(params: Params, root: Path | str = ".") -> Prepared:
     undecided = TableDescription(target, kinds, FamilyChoice(AUTO, ""),
                                  report.as_dict() if report else None,
                                  report.date_formats if report else {})
-    positive = all(bool((part.iloc[:, -1] > 0).all()) for part in parts.values())
-    choice = choose_family(distribution, as_split(parts["train"], undecided), positive)
+    targets = pd.concat([part.iloc[:, -1] for part in parts.values()])
+    positive = bool((targets > 0).all())
+    zero_share = float((targets == 0).mean()) if bool((targets >= 0).all()) else 0.0
+    choice = choose_family(distribution, as_split(parts["train"], undecided), positive,
+                           zero_share)
     return Prepared(parts, replace(undecided, family=choice), report)
 
 

@@ -11,7 +11,7 @@ which stage reads or which rows a split happens to hold.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,13 +32,16 @@ DEFAULT_FAMILY = "normal"
 
 @dataclass(frozen=True)
 class FamilyChoice:
-    """The target's family and why it was chosen (model.distribution, or what auto saw)."""
+    """The target's family and why it was chosen (model.distribution, or what auto saw), and
+    the families the train stage may try instead (auto: family_trial.py)."""
 
     name: str
     why: str
+    candidates: tuple[str, ...] = ()
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        found = {"name": self.name, "why": self.why}
+        return found | ({"candidates": list(self.candidates)} if self.candidates else {})
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,8 @@ class TableDescription:
             content = json.loads(path.read_text())
             family = content.get("family", {"name": DEFAULT_FAMILY, "why": "(not recorded)"})
             return cls(str(content["target"]), dict(content["kinds"]),
-                       FamilyChoice(str(family["name"]), str(family.get("why", ""))),
+                       FamilyChoice(str(family["name"]), str(family.get("why", "")),
+                                    tuple(family.get("candidates", ()))),
                        content.get("prepare"), dict(content.get("date_formats", {})))
         except (ValueError, KeyError, TypeError, AttributeError):
             raise DeepnormalError(f"{path} is damaged; rerun the generate stage "

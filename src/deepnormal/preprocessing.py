@@ -202,6 +202,10 @@ class TableEncoder:
                                          *value_range(filled[name], False)))
         fam = family_named(family)
         t = fam.transform(train.target)
+        # Rows with a density (a point mass's rows have no transformed value) set the scale.
+        dense = np.isfinite(t)
+        if not dense.all():
+            t = t[dense]
         std = float(t.std()) if standardize else 1.0
         encoder = cls(tuple(numeric), tuple(categorical), TargetScaling(
             train.target_name, fam.name, float(t.mean()) if standardize else 0.0,
@@ -210,7 +214,8 @@ class TableEncoder:
             return encoder
         # The line that decides sees the categories as the linear baseline does (one-hot).
         one_hot = encoder.design(encoder.encode(train.frame))[:, encoder.numeric_dim:]
-        logged = columns_to_log(filled, t, one_hot)
+        logged = columns_to_log({name: values[dense] for name, values in filled.items()}, t,
+                                one_hot[dense])
         numeric = [NumericColumn(c.name, c.fill, True, c.flag,
                                  *scaling(np.log1p(filled[c.name]), standardize),
                                  *value_range(filled[c.name], True))
@@ -325,7 +330,8 @@ class TableEncoder:
         return np.column_stack(blocks) if blocks else np.zeros((len(encoded), 0))
 
     def target_z(self, y: np.ndarray) -> np.ndarray:
-        """The standardised transformed target the network is trained on."""
+        """The standardised transformed target the network is trained on (NaN on a point
+        mass, where there is none)."""
         return (self.family.transform(y) - self.target.mean) / self.target.std
 
 

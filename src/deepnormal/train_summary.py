@@ -28,6 +28,8 @@ class TrainSummary:
     budget: dict[str, int]  # budget.Budget.as_dict(): batch, steps an epoch, epochs, patience
     sigma_scale: float
     device: str
+    # model.distribution auto's trial (family_trial.FamilyTrial.as_dict()); None: no trial.
+    family_trial: dict | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"

@@ -1,0 +1,157 @@
+"""`model.distribution: auto`, its second half: the train stage tries the families the
+generate stage offered (family_choice.py) and keeps the one the validation split prefers.
+
+The first family (normal, or lognormal) is trained as ever. A heavy-tailed shape (studentt,
+johnsonsu) is then tried only when its cheap proxy says it may pay: the first model's own
+validation predictions re-scored in that shape, its scale factor and shape fitted on one half
+of the validation rows and scored on the other (and the other way round). A shape that gains
+less than PROXY_MARGIN nats per point there is not trained; on the reference problem none
+is, so a table whose noise is Normal costs one training, as before. The point mass at zero
+(zerolognormal) has no such proxy and is always trained when offered. Each trained family is
+scored on the validation split as its ensemble predicts it: by NLL, or by CRPS when a point
+mass is among them (its NLL at zero is a probability, a density's elsewhere: the two do not
+compare). Another family replaces the first only when it is clearly better: its per-point
+mean difference plus twice that mean's standard error is below zero, the rule the tune stage
+uses, so that a table too small to tell keeps the simpler family.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import minimize
+
+from deepnormal.config import Params
+from deepnormal.family import JohnsonSU, Normal, StudentT, family_named
+from deepnormal.inference import load_model
+from deepnormal.prepared import Split
+from deepnormal.training import FitResult, fit
+
+PROXY_MARGIN = 0.02  # nats per point a re-scored shape must gain to be trained
+HEAVY_TAILS = {"studentt": StudentT, "johnsonsu": JohnsonSU}
+
+
+@dataclass(frozen=True)
+class FamilyTrial:
+    """What the trial did: the family kept, the score that decided, each trained family's
+    validation score, and each shape not trained with its proxy's gain."""
+
+    chosen: str
+    score: str  # "nll" or "crps"
+    scores: dict[str, float]
+    untried: dict[str, float] = field(default_factory=dict)
+    why: str = ""
+
+    def as_dict(self) -> dict:
+        return {"chosen": self.chosen, "score": self.score, "scores": self.scores,
+                "untried": self.untried, "why": self.why}
+
+    def line(self) -> str:
+        tried = ", ".join(f"{name} {value:.4f}" for name, value in self.scores.items())
+        untried = "; ".join(f"{name} not trained: re-scored, it gains {gain:+.3f} nats "
+                            f"(needs {PROXY_MARGIN})" for name, gain in self.untried.items())
+        return (f"family: {self.chosen} (auto, by validation {self.score.upper()}: {tried}"
+                + (f"; {untried}" if untried else "") + f"). {self.why}")
+
+
+def shape_gains(loc: np.ndarray, scale: np.ndarray, y: np.ndarray,
+                shapes: tuple[str, ...]) -> dict[str, float]:
+    """Nats per point each heavy-tailed shape gains over the Normal on predictions (loc,
+    scale) of targets y: per table a scale factor (and for the Normal only that) and the
+    shape's own parameters, fitted on one half of the rows and scored on the other, then the
+    other way round (two-fold, so that a flexible shape cannot win by fitting noise)."""
+    z = (y - loc) / scale
+    halves = (np.arange(len(y)) % 2 == 0, np.arange(len(y)) % 2 == 1)
+
+    def cross_fitted(nll: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                     start: list[float]) -> float:
+        total = 0.0
+        for fit_on, score_on in (halves, halves[::-1]):
+            best = minimize(lambda p, rows=fit_on: float(np.mean(nll(p, z[rows]))), start,
+                            method="Nelder-Mead", options={"maxiter": 2000, "xatol": 1e-4,
+                                                           "fatol": 1e-7})
+            total += float(np.sum(nll(best.x, z[score_on])))
+        return total / len(z)
+
+    def normal(p, values):
+        return Normal(0.0, math.exp(p[0])).nll_points(values)
+
+    def studentt(p, values):
+        return StudentT(0.0, math.exp(p[0]), 1.0 + math.exp(p[1])).nll_points(values)
+
+    def johnsonsu(p, values):
+        return JohnsonSU(p[0], math.exp(p[1]), p[2], math.exp(p[2 + 1])).nll_points(values)
+
+    proxies = {"studentt": (studentt, [0.0, math.log(9.0)]),
+               "johnsonsu": (johnsonsu, [0.0, 0.0, 0.0, math.log(2.0)])}
+    with np.errstate(all="ignore"):
+        base = cross_fitted(normal, [0.0])
+        return {name: base - cross_fitted(*proxies[name]) for name in shapes}
+
+
+def scores(result: FitResult, val: Split, by: str) -> np.ndarray:
+    """Each validation point's NLL or CRPS under a fit's ensemble, as it predicts."""
+    model = load_model(result.checkpoint)
+    predictive = model.predict(val.frame).distribution
+    with np.errstate(all="ignore"):
+        return (predictive.nll_points(val.target) if by == "nll"
+                else predictive.crps(val.target))
+
+
+def clearly_better(candidate: np.ndarray, base: np.ndarray) -> bool:
+    difference = candidate - base
+    error = difference.std(ddof=1) / math.sqrt(len(difference))
+    return bool(difference.mean() + 2 * error < 0)
+
+
+def try_families(params: Params, train: Split, val: Split, lr: float, out_dir: Path,
+                 first: FitResult, candidates: tuple[str, ...],
+                 progress: Callable[[str], None] = print,
+                 logger_for: Callable[[str], object] = lambda family: None
+                 ) -> tuple[FitResult, FamilyTrial]:
+    """Train the candidates worth it (module docstring), and return the fit to keep (its
+    checkpoint in out_dir/model.ckpt, as the first one's was) and what the trial found."""
+    base = first.encoder.family.name
+    shapes = tuple(name for name in candidates if name in HEAVY_TAILS)
+    untried: dict[str, float] = {}
+    if shapes:
+        model = load_model(first.checkpoint)
+        predicted = model.predict(val.frame, calibrated=False).distribution
+        gains = shape_gains(predicted.loc, predicted.scale, val.target, shapes)
+        untried = {name: gain for name, gain in gains.items() if gain <= PROXY_MARGIN}
+        for name, gain in gains.items():
+            progress(f"family trial: the {base} model's validation predictions re-scored as "
+                     f"{name} gain {gain:+.3f} nats per point"
+                     + (": training it" if gain > PROXY_MARGIN else ": not worth training"))
+    trained = [name for name in candidates if name not in untried]
+    by = "crps" if any(family_named(name).point_mass for name in [base, *trained]) else "nll"
+    fits = {base: first}
+    points = {base: scores(first, val, by)}
+    with tempfile.TemporaryDirectory(prefix="deepnormal-family-") as scratch:
+        for name in trained:
+            progress(f"family trial: training {name}")
+            tried = params.with_values({"model.distribution": name})
+            fits[name] = fit(tried, train, val, lr, Path(scratch) / name, logger_for(name),
+                             progress=False)
+            points[name] = scores(fits[name], val, by)
+        better = [name for name in trained if clearly_better(points[name], points[base])]
+        chosen = min(better, key=lambda name: points[name].mean()) if better else base
+        kept = fits[chosen]
+        if chosen != base:
+            shutil.copyfile(kept.checkpoint, out_dir / first.checkpoint.name)
+            kept = replace(kept, checkpoint=out_dir / first.checkpoint.name)
+    values = {name: float(found.mean()) for name, found in points.items()}
+    if chosen != base:
+        why = (f"{chosen} is clearly better than {base} on the validation split "
+               f"(mean difference plus twice its standard error below zero)")
+    elif trained:
+        why = f"no family tried is clearly better than {base} on the validation split"
+    else:
+        why = f"no shape promised to beat {base}"
+    return kept, FamilyTrial(chosen, by, values, untried, why)
