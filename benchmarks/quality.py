@@ -74,6 +74,7 @@ TABLE_SECTION = ("diabetes", "engel", "wage")
 TEXT_TABLES = ("wage", "hitters", "carseats")
 SKEWED = ("wage", "hitters")
 LARGE = ("bikeshare",)  # one train seed in the side-by-side
+LEVELS = [0.5, 0.8, 0.95]
 TARGETS = {
     "reference mean gap": 0.08, "reference worst gap": 0.12, "train-seed spread": 0.04,
     "kernel-set difference": 0.04, "coverage low": 0.93, "coverage high": 0.97,
@@ -107,6 +108,10 @@ class Fit:
     swing: float
     oracle_nll: float | None = None
     family: str = "normal"
+    coverage_50: float = math.nan
+    coverage_80: float = math.nan
+    line_crps: float = math.nan
+    trial: dict = field(default_factory=dict)  # family -> validation score, when tried
 
     @property
     def gap(self) -> float:
@@ -116,19 +121,25 @@ class Fit:
 def run_pipeline(problem: str, overrides: dict[str, object], extra: dict[str, object]) -> Fit:
     """generate -> lr_find -> train -> evaluate for one problem, in this process."""
     from deepnormal.evaluation import evaluate
+    from deepnormal.family_trial import fit_family
     from deepnormal.inference import load_model
-    from deepnormal.training import find_lr, fit
+    from deepnormal.prepared import TableDescription
+    from deepnormal.training import find_lr
 
     params = params_for(extra | overrides)
     with tempfile.TemporaryDirectory(prefix="deepnormal-quality-") as tmp:
         splits = prepared_splits(params, Path(tmp))
+        candidates = TableDescription.read(tmp).family.candidates
         start = time.perf_counter()
         quiet = io.StringIO()  # the stages' progress lines, the lr finder's progress bar
         with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
             _, _, choice = find_lr(params, splits["train"])
-            result = fit(params, splits["train"], splits["val"], choice.lr, Path(tmp) / "out")
+            out = Path(tmp) / "out"
+            out.mkdir()
+            result, trial = fit_family(params, splits["train"], splits["val"], choice.lr, out,
+                                       candidates, progress=lambda line: None)
         seconds = time.perf_counter() - start
-        report, _ = evaluate(load_model(result.checkpoint), splits, params, [0.95])
+        report = evaluate(load_model(result.checkpoint), splits, params, LEVELS).report
     test = report.test
     uncalibrated = test.get("model_uncalibrated", test["model"])
     curve = [row["val_nll"] for row in result.history]
@@ -139,7 +150,8 @@ def run_pipeline(problem: str, overrides: dict[str, object], extra: dict[str, ob
                test["model"]["picp_95"],
                test["linear"]["nll"], test["linear"]["picp_95"], swing,
                test["oracle"]["nll"] if "oracle" in test else None,
-               report.family)
+               report.family, test["model"]["picp_50"], test["model"]["picp_80"],
+               test["linear"]["crps"], {} if trial is None else trial.scores)
 
 
 def in_child(overrides: dict[str, object], extra: dict[str, object], env: dict) -> Fit:

@@ -53,6 +53,7 @@ def main() -> None:
     if tracked:  # an unusable store is one message now, not after training
         experiment_id = tracking.connect(params.tracking.experiment_name)
 
+    from deepnormal.family_trial import fit_family
     from deepnormal.training import check_compute, fit, is_main_process
 
     check_compute(params)
@@ -61,6 +62,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="deepnormal-ddp-") as scratch:
             fit(params, splits["train"], splits["val"], choice.lr, Path(scratch))
         return
+    description = TableDescription.read(paths.PREPARED)
+    candidates = description.family.candidates if description else ()
     if not tracked:
         print("tracking.enabled is false: nothing is logged to MLflow")
     run = (tracked_run(experiment_id, params, splits, choice, search) if tracked
@@ -68,8 +71,9 @@ def main() -> None:
     with run as logger:
         # The checkpoint, history and summary replace the previous ones only on success.
         with staged(paths.TRAIN) as out:
-            result = fit(params, splits["train"], splits["val"], choice.lr, out, logger)
-            result, trial = family_trial(params, splits, choice.lr, out, result, logger)
+            result, trial = fit_family(params, splits["train"], splits["val"], choice.lr, out,
+                                       candidates, logger, trial_logger(logger),
+                                       lambda line: print(line, flush=True))
             run_id = None if logger is None else logger.run_id
             TrainingRecord(summary(run_id, choice, result, trial), result.history).write(out)
             if logger is not None:
@@ -77,20 +81,8 @@ def main() -> None:
     report(result)
 
 
-def family_trial(params, splits, lr: float, out, first, logger):
-    """model.distribution auto: the other families the generate stage offered, tried on the
-    validation split (family_trial.py); (the fit to keep, what the trial found or None)."""
-    from deepnormal.family_choice import AUTO
-
-    candidates = TableDescription.read(paths.PREPARED).family.candidates
-    if params.model.distribution != AUTO or not candidates:
-        return first, None
-    if params.compute.devices != 1:
-        print("family trial skipped: it trains on one device, and compute.devices is "
-              f"{params.compute.devices}; model.distribution names a family instead")
-        return first, None
-    from deepnormal.family_trial import try_families
-
+def trial_logger(logger):
+    """For the family trial: each family's curves in the same run, under its own prefix."""
     def logger_for(family: str):
         if logger is None:
             return None
@@ -99,10 +91,7 @@ def family_trial(params, splits, lr: float, out, first, logger):
         return BatchedMLFlowLogger(run_id=logger.run_id, tracking_uri=stores.tracking_uri(),
                                    metric_prefix=f"{family}.")
 
-    kept, trial = try_families(params, splits["train"], splits["val"], lr, out, first,
-                               candidates, lambda line: print(line, flush=True), logger_for)
-    print(trial.line(), flush=True)
-    return kept, trial
+    return logger_for
 
 
 @contextmanager

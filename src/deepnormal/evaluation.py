@@ -198,11 +198,13 @@ def draw(test: Split, predictions: Predictions, model: TrainedModel, training: T
         plots.pit_histogram(metrics.pit(test.target, predictive), out_dir / "pit_histogram.png"),
         plots.observed_vs_predicted(test.target, mean, predictive.interval(0.95),
                                     out_dir / "observed_vs_predicted.png", max_points),
-        plots.sigma_vs_error(test.target, mean, std, out_dir / "sigma_vs_error.png",
-                             max_points),
     ]
+    spread = np.isfinite(std).any()  # a Student-t with df <= 2 everywhere has no std to draw
+    if spread:
+        paths.append(plots.sigma_vs_error(test.target, mean, std, out_dir / "sigma_vs_error.png",
+                                          max_points))
     categorical = [name for name, kind in test.kinds.items() if kind == CATEGORICAL]
-    if categorical:
+    if categorical and spread:
         name = categorical[0]
         paths.append(plots.sigma_per_category(test.frame[name], std, name, test.target_name,
                                               out_dir / "sigma_per_category.png"))

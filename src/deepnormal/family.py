@@ -442,8 +442,8 @@ class ZeroLogNormal(Predictive):
 
     def quantile(self, level) -> np.ndarray:
         level = np.asarray(level, dtype=np.float64)
-        inner = np.clip((level - self.p_zero) / (1 - self.p_zero), 1e-300, 1.0)
-        with np.errstate(over="ignore"):
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            inner = np.clip((level - self.p_zero) / (1 - self.p_zero), 1e-300, 1.0)
             return np.where(level <= self.p_zero, 0.0, self._positive().quantile(inner))
 
     def mean(self) -> np.ndarray:

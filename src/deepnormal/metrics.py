@@ -50,13 +50,14 @@ def coverage(y: np.ndarray, predictive: Predictive, level: float) -> float:
     return float(np.mean((y >= low) & (y <= high)))
 
 
-def mean_interval_width(predictive: Predictive, level: float) -> float:
+def mean_interval_width(predictive: Predictive, level: float) -> float | None:
     """MPIW: mean width of the central `level` interval (over the rows where the width exists
     in floating point)."""
     with np.errstate(over="ignore", invalid="ignore"):
         low, high = predictive.interval(level)
         width = high - low
-    return float(np.mean(width[np.isfinite(width)]))
+    exists = np.isfinite(width)
+    return float(np.mean(width[exists])) if exists.any() else None
 
 
 def pit(y: np.ndarray, predictive: Predictive) -> np.ndarray:
@@ -95,15 +96,18 @@ def score(y: np.ndarray, predictive: Predictive, levels: list[float]) -> dict[st
     scores = {
         "nll": nll(y, predictive),
         "crps": float(np.mean(crps)),
-        "rmse": float(np.sqrt(np.mean(error**2))),
-        "mae": float(np.mean(np.abs(error))),
+        "rmse": float(np.sqrt(np.mean(error**2))) if finite.any() else None,
+        "mae": float(np.mean(np.abs(error))) if finite.any() else None,
         "calibration_error": calibration_error(y, predictive),
-        "sharpness": float(np.sqrt(np.mean(std[finite] ** 2))),
+        "sharpness": (float(np.sqrt(np.mean(std[finite] ** 2))) if finite.any() else None),
     }
     for level in levels:
         tag = level_tag(level)
         scores[f"picp_{tag}"] = coverage(y, predictive, level)
         scores[f"mpiw_{tag}"] = mean_interval_width(predictive, level)
+    # A Student-t with df <= 2 on every row has no variance: no sharpness (nor rmse and mae
+    # without a mean, nor a width without bounds) rather than a NaN.
+    scores = {name: value for name, value in scores.items() if value is not None}
     if not finite.all():
         scores["rows_without_moments"] = int((~finite).sum())
     return scores

@@ -121,7 +121,9 @@ class DeepNormalNet(nn.Module):
         # A family's shape (df, skew and tail, P(y = 0)): per row, from the last hidden
         # layer like the location and the scale, or one value per member for the whole
         # table (model.shape). Made last, so the other weights start as for the Normal.
-        self.shape_per_row = settings.shape == "per_row"
+        # A point mass's probability is always per row: whether a row is a zero is what its
+        # inputs say most about.
+        self.shape_per_row = settings.shape == "per_row" or self.family.point_mass
         shape_count, start = self.family.shape_count, torch.tensor(self.family.shape_init)
         if shape_count and self.shape_per_row:
             self.shape_head = EnsembleLinear(members, width, shape_count)

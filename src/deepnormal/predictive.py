@@ -170,6 +170,9 @@ class Mixture(Predictive):
     def invalid_target(self, y: np.ndarray) -> np.ndarray:
         return self.members.invalid_target(y)
 
+    def output_columns(self, levels, prefix: str = "") -> list[str]:
+        return type(self.members).output_columns(levels, prefix)
+
     def parameters(self) -> dict[str, np.ndarray]:
         return {name: values.mean(axis=0) for name, values in self.members.parameters().items()}
 
