@@ -13,7 +13,7 @@ import pytest
 from deepnormal.config import load_params
 from deepnormal.data import NUMERIC
 from deepnormal.family_choice import choose_family
-from deepnormal.family_trial import PROXY_MARGIN, shape_gains, try_families
+from deepnormal.family_trial import MIN_SHAPE_ROWS, PROXY_MARGIN, shape_gains, try_families
 from deepnormal.inference import load_model
 from deepnormal.prepared import Split
 from tests.conftest import REPO, TINY, copy_repo, dvc, edit_params, mlflow_client, search_all
@@ -77,6 +77,20 @@ def test_the_trial_trains_what_may_pay_and_keeps_what_the_validation_split_prefe
         assert np.isfinite(predicted.frame([0.5, 0.95]).drop(columns="std").to_numpy()).all()
 
 
+def test_too_few_validation_rows_try_no_shape(tmp_path):
+    from deepnormal.training import fit
+
+    params = tiny().with_values({"train.max_epochs": 5})
+    train, val = split(400, 1, "t"), split(MIN_SHAPE_ROWS - 1, 2, "t")
+    first = fit(params, train, val, 0.01, tmp_path, progress=False)
+    said = []
+    result, trial = try_families(params, train, val, 0.01, tmp_path, first,
+                                 ("studentt", "johnsonsu"), said.append)
+    assert result is first and trial.chosen == "normal" and list(trial.scores) == ["normal"]
+    assert set(trial.untried) == {"studentt", "johnsonsu"}
+    assert f"{MIN_SHAPE_ROWS - 1} validation rows" in said[0]
+
+
 # --- a table with many zeros, through the pipeline -----------------------------------------
 
 @pytest.mark.pipeline
@@ -105,5 +119,12 @@ def test_many_zeros_are_offered_a_point_mass_and_crps_decides(tmp_path):
     assert run.data.tags["family"] == trial["chosen"]
     assert run.info.run_name.startswith(f"spent-{trial['chosen']}-")
     assert {f"family_val_crps.{name}" for name in trial["scores"]} <= set(run.data.metrics)
+    # Each family's curves under its prefix; the unprefixed ones are the kept model's.
+    history = pd.read_csv(root / "data/train/history.csv")
+    client = mlflow_client(root)
+    for name in trial["scores"]:
+        assert client.get_metric_history(run.info.run_id, f"{name}.val_nll")
+    kept = sorted(client.get_metric_history(run.info.run_id, "val_nll"), key=lambda m: m.step)
+    np.testing.assert_allclose([m.value for m in kept], history["val_nll"], rtol=1e-6)
     predictions = pd.read_csv(root / "data/evaluate/predictions.csv")
     assert np.isfinite(predictions[["mean", "median", "lower_95", "upper_95"]]).all().all()

@@ -191,25 +191,31 @@ class LogNormal(Predictive):
             ndtr(w - scale) + ndtr(scale / np.sqrt(2.0)) - 1.0)
 
 
-class StudentT(Predictive):
+class RealLine(Predictive):
+    """What the families of a target of any sign share with the Normal: no transform, no
+    Jacobian, every number a valid target; an ensemble's exact mixture as the prediction."""
+
+    support = "any real number"
+    ensemble = "mixture"
+    transform = staticmethod(Normal.transform)
+    log_jacobian = staticmethod(Normal.log_jacobian)
+    invalid_target = staticmethod(Normal.invalid_target)
+
+
+class StudentT(RealLine):
     """y ~ loc + scale * t(df): heavy tails on both sides (delays, returns, errors). The
     mean exists for df > 1, the variance for df > 2 (NaN where it does not: never inf); the
     network keeps df above 1, where the CRPS is finite."""
 
     name = "studentt"
-    support = "any real number"
     columns = ("mu", "sigma", "df")
     shape_count = 1
-    ensemble = "mixture"
 
     def __init__(self, loc, scale, df) -> None:
         self.loc = np.asarray(loc, dtype=np.float64)
         self.scale = np.asarray(scale, dtype=np.float64)
         self.df = np.asarray(df, dtype=np.float64)
 
-    transform = staticmethod(Normal.transform)
-    log_jacobian = staticmethod(Normal.log_jacobian)
-    invalid_target = staticmethod(Normal.invalid_target)
     shape_names = ("df",)
     shape_init = (9.0,)  # df = 1 + softplus(9.0): about 10, a mild tail to start from
 
@@ -259,17 +265,15 @@ class StudentT(Predictive):
                              - constant)
 
 
-class JohnsonSU(Predictive):
+class JohnsonSU(RealLine):
     """Johnson's S_U: gamma + delta * asinh((y - loc) / (scale * delta)) ~ N(0, 1). Skew
     (`skew`, any sign) and tails heavier than a Normal's (`tail` small) on the whole real
     line, as GAMLSS's JSU; with skew 0 and a large tail it becomes N(loc, scale^2). Every
     moment exists."""
 
     name = "johnsonsu"
-    support = "any real number"
     columns = ("mu", "sigma", "skew", "tail")
     shape_count = 2
-    ensemble = "mixture"
 
     def __init__(self, loc, scale, skew, tail) -> None:
         self.loc = np.asarray(loc, dtype=np.float64)
@@ -277,9 +281,6 @@ class JohnsonSU(Predictive):
         self.skew = np.asarray(skew, dtype=np.float64)
         self.tail = np.asarray(tail, dtype=np.float64)
 
-    transform = staticmethod(Normal.transform)
-    log_jacobian = staticmethod(Normal.log_jacobian)
-    invalid_target = staticmethod(Normal.invalid_target)
     shape_names = ("skew", "tail")
     # skew 0; tail = TAIL_FLOOR + softplus(1.6), about 2: a start near the Normal, tails a
     # little heavier.

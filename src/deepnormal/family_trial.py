@@ -6,8 +6,11 @@ johnsonsu) is then tried only when its cheap proxy says it may pay: the first mo
 validation predictions re-scored in that shape, its scale factor and shape fitted on one half
 of the validation rows and scored on the other (and the other way round). A shape that gains
 less than PROXY_MARGIN nats per point there is not trained; on the reference problem none
-is, so a table whose noise is Normal costs one training, as before. The point mass at zero
-(zerolognormal) has no such proxy and is always trained when offered. Each trained family is
+is, so a table whose noise is Normal costs one training, as before. Nor is one tried with
+fewer than MIN_SHAPE_ROWS validation rows: there the proxy's gain is noise (the tests' tiny
+run on Normal noise, 36 rows, "found" a Student-t). The point mass at zero (zerolognormal)
+has no such proxy and is always trained when offered: a share of exact zeros is structure,
+not noise. Each trained family is
 scored on the validation split as its ensemble predicts it: by NLL, or by CRPS when a point
 mass is among them (its NLL at zero is a probability, a density's elsewhere: the two do not
 compare). Another family replaces the first only when it is better by more than
@@ -34,6 +37,7 @@ from deepnormal.prepared import Split
 from deepnormal.training import FitResult, fit
 
 PROXY_MARGIN = 0.02  # nats per point a re-scored shape must gain to be trained
+MIN_SHAPE_ROWS = 200  # validation rows below which no heavy-tailed shape is tried
 # A trained family must beat the first by this much on the validation split (nats per
 # point; CRPS: this share of the first's). Heavy tails make the per-point differences too
 # skewed for a standard-error rule: on the returns table a Student-t 0.13 nats better on
@@ -45,12 +49,12 @@ HEAVY_TAILS = {"studentt": StudentT, "johnsonsu": JohnsonSU}
 @dataclass(frozen=True)
 class FamilyTrial:
     """What the trial did: the family kept, the score that decided, each trained family's
-    validation score, and each shape not trained with its proxy's gain."""
+    validation score, and each shape not trained with the reason."""
 
     chosen: str
     score: str  # "nll" or "crps"
     scores: dict[str, float]
-    untried: dict[str, float] = field(default_factory=dict)
+    untried: dict[str, str] = field(default_factory=dict)
     why: str = ""
 
     def as_dict(self) -> dict:
@@ -59,8 +63,8 @@ class FamilyTrial:
 
     def line(self) -> str:
         tried = ", ".join(f"{name} {value:.4f}" for name, value in self.scores.items())
-        untried = "; ".join(f"{name} not trained: re-scored, it gains {gain:+.3f} nats "
-                            f"(needs {PROXY_MARGIN})" for name, gain in self.untried.items())
+        untried = "; ".join(f"{name} not trained: {reason}"
+                            for name, reason in self.untried.items())
         return (f"family: {self.chosen} (auto, by validation {self.score.upper()}: {tried}"
                 + (f"; {untried}" if untried else "") + f"). {self.why}")
 
@@ -125,12 +129,17 @@ def try_families(params: Params, train: Split, val: Split, lr: float, out_dir: P
     checkpoint in out_dir/model.ckpt, as the first one's was) and what the trial found."""
     base = first.encoder.family.name
     shapes = tuple(name for name in candidates if name in HEAVY_TAILS)
-    untried: dict[str, float] = {}
-    if shapes:
+    untried: dict[str, str] = {}
+    if shapes and len(val) < MIN_SHAPE_ROWS:
+        untried = {name: f"{len(val)} validation rows, fewer than the {MIN_SHAPE_ROWS} that "
+                         "tell tails apart" for name in shapes}
+        progress(f"family trial: {', '.join(shapes)} not tried: {untried[shapes[0]]}")
+    elif shapes:
         model = load_model(first.checkpoint)
         predicted = model.predict(val.frame, calibrated=False).distribution
         gains = shape_gains(predicted.loc, predicted.scale, val.target, shapes)
-        untried = {name: gain for name, gain in gains.items() if gain <= PROXY_MARGIN}
+        untried = {name: f"re-scored, it gains {gain:+.3f} nats (needs {PROXY_MARGIN})"
+                   for name, gain in gains.items() if gain <= PROXY_MARGIN}
         for name, gain in gains.items():
             progress(f"family trial: the {base} model's validation predictions re-scored as "
                      f"{name} gain {gain:+.3f} nats per point"
@@ -170,15 +179,30 @@ def fit_family(params: Params, train: Split, val: Split, lr: float, out_dir: Pat
                progress: Callable[[str], None] = print) -> tuple[FitResult, FamilyTrial | None]:
     """The train stage's fit: the generate stage's family, then, with model.distribution
     auto and candidates offered, the trial (try_families); on one device only (the trial's
-    extra fits do not run under DDP)."""
-    first = fit(params, train, val, lr, out_dir, logger)
-    if params.model.distribution != AUTO or not candidates:
-        return first, None
-    if params.compute.devices != 1:
+    extra fits do not run under DDP). With a trial, every family's curves go to `logger_for`
+    (its own prefix) and the kept one's then to `logger` (log_curves), so that the run's
+    unprefixed curves are always those of the model it keeps."""
+    trial_due = params.model.distribution == AUTO and bool(candidates)
+    if trial_due and params.compute.devices != 1:
         progress("family trial skipped: it trains on one device, and compute.devices is "
                  f"{params.compute.devices}; model.distribution can name a family instead")
+        trial_due = False
+    first = fit(params, train, val, lr, out_dir,
+                logger_for(train.family) if trial_due and logger is not None else logger)
+    if not trial_due:
         return first, None
     kept, trial = try_families(params, train, val, lr, out_dir, first, candidates, progress,
                                logger_for)
+    if logger is not None:
+        log_curves(logger, kept.history)
     progress(trial.line())
     return kept, trial
+
+
+def log_curves(logger, history: list[dict]) -> None:
+    """A fit's per-epoch curves (history.csv's rows), as the trainer logs them (with the
+    `epoch` metric Lightning adds, and step = epoch)."""
+    for row in history:
+        logger.log_metrics({key: value for key, value in row.items() if math.isfinite(value)},
+                           step=row["epoch"])
+    logger.flush()
