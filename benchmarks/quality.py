@@ -29,8 +29,9 @@ carseats: every default was weighed there) and four held out (auto, credit, coll
 bikeshare: only reported), five splits each; NGBoost and CatBoost (src/deepnormal/peers.py,
 the peers extra) fitted on each split, the default ensemble and a single network with train
 seeds 0-2 (bikeshare: 0), the line; test NLL, CRPS, 95% coverage, fit seconds and the ratio to
-CatBoost's, and who wins each table. --tables picks tables, --ensemble-only skips the single
-network (to weigh a lever with --set).
+CatBoost's, and who wins each table (by NLL; by CRPS where the ensemble chose a point mass
+on some split, whose NLL, marked (p), is partly of probabilities). --tables picks tables,
+--ensemble-only skips the single network (to weigh a lever with --set).
 Then one summary against the targets. About 65 minutes on our 2-core machines (the peers
 section 25); --quick (data seeds 0-1, train seeds 0-1, two splits and one train seed per
 table, no child process) about 6.
@@ -311,16 +312,17 @@ class Arm:
                               (self.splits, split)):
             values.append(value)
 
-    def per_split(self) -> dict[int, float]:
+    def per_split(self, score: str = "nll") -> dict[int, float]:
         found: dict[int, list[float]] = {}
-        for split, value in zip(self.splits, self.nll, strict=True):
+        for split, value in zip(self.splits, getattr(self, score), strict=True):
             found.setdefault(split, []).append(value)
         return {split: statistics.mean(values) for split, values in found.items()}
 
-    def text(self) -> list[str]:
+    def text(self, point_mass: bool = False) -> list[str]:
+        """The row's figures; an NLL with a point mass's probabilities in it marked (p)."""
         means = list(self.per_split().values())
         sd = statistics.stdev(means) if len(means) > 1 else 0.0
-        return [f"{statistics.mean(self.nll):.3f}", f"{sd:.3f}",
+        return [f"{statistics.mean(self.nll):.3f}" + (" (p)" if point_mass else ""), f"{sd:.3f}",
                 f"{statistics.mean(self.crps):.3f}", f"{statistics.mean(self.coverage_95):.3f}",
                 f"{statistics.mean(self.seconds):.1f}"]
 
@@ -331,12 +333,15 @@ def side_by_side(quick: bool, extra: dict, names: list[str], ensemble_only: bool
     each; 0 alone on the large table) beside NGBoost and CatBoost (fitted once a split: both
     are deterministic given the split) and the homoscedastic line, on the very same
     splits."""
+    from deepnormal.family import family_named
+
     splits, all_seeds = ([0, 1], [0]) if quick else ([0, 1, 2, 3, 4], [0, 1, 2])
     found = {}
     for name in names:
         # A fit on the largest table takes minutes: one train seed there.
         train_seeds = all_seeds[:1] if name in LARGE else all_seeds
         arms: dict[str, Arm] = {}
+        families: set[str] = set()  # what the ensemble's fits chose, over every split
         for seed in splits:
             base = table_overrides(name) | {"generate.seed": seed}
             with tempfile.TemporaryDirectory() as tmp:
@@ -353,31 +358,39 @@ def side_by_side(quick: bool, extra: dict, names: list[str], ensemble_only: bool
                     arms.setdefault(label, Arm()).add(f.nll, f.crps, f.coverage_95,
                                                       f.fit_seconds, seed)
                 if label.startswith("ensemble"):
-                    arms.setdefault("line", Arm()).add(fits[0].line_nll, math.nan,
+                    families |= {f.family for f in fits}
+                    arms.setdefault("line", Arm()).add(fits[0].line_nll, fits[0].line_crps,
                                                        fits[0].line_coverage_95, math.nan, seed)
         line = arms.pop("line")
         rows = sum(len(split) for split in data.values())
         kind = "defaults chosen on it" if name in CHOSEN_ON else "held out: only reported"
-        families = sorted({f.family for f in fits})  # the last split's model fits
-        kind += f"; family {'/'.join(families)}"
+        # A point mass's NLL is partly of probabilities: it compares only by CRPS.
+        score = "crps" if any(family_named(f).point_mass for f in families) else "nll"
+        kind += f"; families chosen {'/'.join(sorted(families))}"
         catboost_seconds = statistics.mean(arms["CatBoost"].seconds)
         print_rows(f"{name} ({TABLES[name].path}, {rows:,} rows; {kind}): {len(splits)} "
                    f"splits, models x train seeds {', '.join(map(str, train_seeds))}",
                    ["", "test NLL", "splits sd", "CRPS", "cov95", "fit s", "fit / CatBoost"],
-                   [[label, *arm.text(), f"{statistics.mean(arm.seconds) / catboost_seconds:.1f}"]
+                   [[label, *arm.text(score == "crps" and label not in PEERS),
+                     f"{statistics.mean(arm.seconds) / catboost_seconds:.1f}"]
                     for label, arm in arms.items()] +
-                   [["line", f"{statistics.mean(line.nll):.3f}", "", "",
+                   [["line", f"{statistics.mean(line.nll):.3f}", "",
+                     f"{statistics.mean(line.crps):.3f}",
                      f"{statistics.mean(line.coverage_95):.3f}", "", ""]])
         ensemble = arms["ensemble (defaults)"]
-        peer = min(PEERS, key=lambda p: statistics.mean(arms[p].nll))
-        difference = statistics.mean(ensemble.nll) - statistics.mean(arms[peer].nll)
+        peer = min(PEERS, key=lambda p: statistics.mean(getattr(arms[p], score)))
+        difference = (statistics.mean(getattr(ensemble, score))
+                      - statistics.mean(getattr(arms[peer], score)))
         wins = sum(mine <= theirs for mine, theirs in zip(
-            ensemble.per_split().values(), arms[peer].per_split().values(), strict=True))
+            ensemble.per_split(score).values(), arms[peer].per_split(score).values(),
+            strict=True))
         winner = min([*arms, "line"], key=lambda a: statistics.mean(
-            (line if a == "line" else arms[a]).nll))
-        print(f"  winner: {winner}; the ensemble against the better peer ({peer}): "
-              f"{difference:+.3f} nats, ahead on {wins} of {len(splits)} splits", flush=True)
-        found[name] = {"arms": arms, "peer": peer, "difference": difference}
+            getattr(line if a == "line" else arms[a], score)))
+        unit = "nats" if score == "nll" else "CRPS, the target's units"
+        print(f"  winner by {score.upper()}: {winner}; the ensemble against the better peer "
+              f"({peer}): {difference:+.3f} {unit}, ahead on {wins} of {len(splits)} splits",
+              flush=True)
+        found[name] = {"arms": arms, "peer": peer, "difference": difference, "score": score}
     return found
 
 
@@ -425,7 +438,8 @@ def summary(ref: dict | None, found: dict | None, beside: dict | None = None) ->
     for name, table in (beside or {}).items():
         ensemble = table["arms"]["ensemble (defaults)"]
         kind = "chosen on" if name in CHOSEN_ON else "held out"
-        check(f"{name} ({kind}): ensemble NLL <= the better peer's ({table['peer']})",
+        check(f"{name} ({kind}): ensemble {table['score'].upper()} <= the better peer's "
+              f"({table['peer']})",
               f"{table['difference']:+.3f}", table["difference"] <= 0)
         coverage = statistics.mean(ensemble.coverage_95)
         check(f"{name} ({kind}): ensemble 95% coverage in [{t['peer coverage low']}, "

@@ -19,7 +19,7 @@ from deepnormal.errors import DeepnormalError
 from deepnormal.family import LogNormal
 from deepnormal.metrics import score
 from deepnormal.prepared import Split
-from deepnormal.preprocessing import TableEncoder
+from deepnormal.preprocessing import HELD_MARGIN, TableEncoder
 from deepnormal.reading import load_table
 from tests.conftest import TINY, copy_repo, dvc, edit_params, mlflow_client, run, search_all
 
@@ -79,11 +79,18 @@ def test_numbers_and_dates_beyond_the_training_range_are_held_to_it_and_counted(
     encoded = encoder.encode(new)
     assert encoded.outside == {"width": 2, "sold": 1}
     assert encoded.row_outside.tolist() == [2, 0, 1]
-    # The far row enters the network exactly as the widest, latest training row does.
+    # The far row enters the network as the widest, latest training row does, plus the
+    # margin it may extrapolate (HELD_MARGIN standard deviations: + HELD_MARGIN standardised).
     edge = encoder.encode(pd.DataFrame({"width": [frame["width"].max()],
                                         "sold": [frame["sold"].max()]}))
-    assert encoded.numeric[0, 0] == edge.numeric[0, 0]  # width
-    assert encoded.numeric[0, 1] == edge.numeric[0, 1]  # the day count
+    np.testing.assert_allclose(encoded.numeric[0, :2], edge.numeric[0, :2] + HELD_MARGIN,
+                               rtol=1e-5)  # width, the day count
+    # A little way out extrapolates as it is: counted, not changed.
+    near = frame["width"].max() + 0.5 * frame["width"].std()
+    a_little = encoder.encode(pd.DataFrame({"width": [near], "sold": ["2020-06-01"]}))
+    assert a_little.outside == {"width": 1, "sold": 0}
+    spec = encoder.numeric[0]
+    np.testing.assert_allclose(a_little.numeric[0, 0], (near - spec.mean) / spec.std, rtol=1e-5)
 
 
 def test_a_huge_spread_never_makes_a_score_nan_or_infinite():
