@@ -247,7 +247,7 @@ def test_the_served_model_takes_raw_rows_with_unseen_categories_and_nulls(shop_r
     np.testing.assert_allclose(served["upper_95"], expected.interval(0.95)[1], rtol=1e-6)
     assert np.isfinite(served.to_numpy()).all()
     assert "column 'size': 1 value(s) are not numbers" in refused
-    # A size far beyond training: predicted at the training range's edge, and counted.
+    # A size far beyond training: held within one std of the training range, and counted.
     assert far["out_of_range"].tolist() == [1] and np.isfinite(far.to_numpy()).all()
     assert served["out_of_range"].tolist() == [0] * len(rows)
     assert len(nothing) == 0  # no rows in, none out

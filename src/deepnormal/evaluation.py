@@ -82,7 +82,7 @@ def score_split(split: Split, predictions: Predictions, levels: list[float],
     With the ensemble members' distributions, the model's section also holds the exact
     mixture NLL (`mixture_nll`) beside the NLL of its moment-matched distribution (`nll`);
     with the split's encoding, the count of cells that went to the unknown category, that
-    were filled, and that lay beyond the training range (held to it)."""
+    were filled, and that lay beyond the training range (held near it)."""
     section = {name: metrics.score(split.target, predictive, levels)
                for name, predictive in predictions.items()}
     if members is not None:
@@ -268,7 +268,7 @@ def summary_markdown(report: Report, training: TrainingRecord, levels: list[floa
         f"{test['model']['mixture_nll']:.4f} (the table scores the one distribution predicted)",
         f"- test cells filled (empty): {test['model']['filled_cells']}; categories never seen "
         f"in training (or too rare there): {test['model']['unknown_categories']}; numbers or "
-        f"dates beyond the training range (predicted at its edge): "
+        f"dates beyond the training range (held within one std of it): "
         f"{test['model']['out_of_range_cells']}",
         "",
         "| predictor | test NLL | CRPS | RMSE | "

@@ -17,7 +17,7 @@ from deepnormal.network import DeepNormalNet
 from deepnormal.predictive import Mixture, Predictive
 from deepnormal.preprocessing import Encoded, TableEncoder
 
-# The output column counting each row's cells beyond the training range (held to it).
+# The output column counting each row's cells beyond the training range (held near it).
 OUTSIDE_COLUMN = "out_of_range"
 
 
@@ -25,7 +25,7 @@ OUTSIDE_COLUMN = "out_of_range"
 class Prediction:
     """The predictive distribution per row, and what encoding the rows met, per column:
     cells that went to the unknown category, empty cells filled, numbers or dates beyond the
-    training range (held to it); and per row the count of the last."""
+    training range (held near it); and per row the count of the last."""
 
     distribution: Predictive
     unknown: dict[str, int]
@@ -57,7 +57,8 @@ class Prediction:
         if outside:
             parts.append(f"{sum(outside.values())} cell(s) lay beyond the range the training "
                          f"split spanned ({', '.join(f'{k}: {v}' for k, v in outside.items())})"
-                         f", predicted at its edge; column {OUTSIDE_COLUMN} counts them per row")
+                         f", held within one training std of it; column {OUTSIDE_COLUMN} counts "
+                         "them per row")
         without = self.distribution.without_moments()
         if without:
             parts.append(f"{without} row(s) have no finite mean or std (written empty)")

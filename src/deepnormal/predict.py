@@ -8,7 +8,7 @@ gives a header alone), with these columns after its own, in the target's origina
 `sigma`: the Normal the network predicts, of the target itself with model.distribution
 normal, where mu = mean = median and sigma = std, of log(target) with lognormal); per level
 the central interval bounds `lower_<level>` / `upper_<level>`; and `out_of_range`, the row's
-numbers or dates beyond the range of the training split (they are predicted at its edge).
+numbers or dates beyond the range of the training split (held within one training std of it).
 A mean or std that does not exist in floating point is written empty, never inf.
 An input column with one of those names is refused: rename it, or name the outputs with
 --prefix (e.g. pred_mean). Text categories, empty cells and categories never seen in

@@ -11,7 +11,7 @@ checkpoint as plain values (numbers, strings, lists), applied by train, evaluate
   the balance grows linearly with the limit, extrapolation is right: clipping at the range
   itself cost credit 0.11 nats a point); then standardised with the training mean and std
   (identity with model.standardize false, where the margin is HELD_MARGIN units);
-- date column: a day count (since 1970, held to the training range and standardised, as a
+- date column: a day count (since 1970, held near the training range and standardised, as a
   number is) and the day of the year and of the week, each as a point on a circle (sin, cos)
   so that December meets January; an empty cell gets the training median date;
 - categorical column: a code per category seen in at least data.min_category_rows training

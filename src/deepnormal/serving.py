@@ -2,7 +2,7 @@
 text categories, dates, empty cells; a category never seen in training is predicted as
 "unknown"), the predictive `mean`, `median`, `std`, the network's Normal `mu`, `sigma`, the
 central interval bounds `lower_<level>` / `upper_<level>` and `out_of_range` (the row's
-numbers or dates beyond the training range, predicted at its edge) out, in the target's
+numbers or dates beyond the training range, held near it) out, in the target's
 original units (`deepnormal-predict` writes the same columns); no rows in, none out.
 `mlflow models serve -m runs:/<run_id>/model --env-manager local -h 127.0.0.1` serves it;
 loading needs only torch, numpy, pandas and scipy (the checkpoint is read weights-only).
