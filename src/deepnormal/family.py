@@ -1,6 +1,8 @@
 """The predictive families, one class each (predictive.Predictive): its parameters per row
-and every score of its distribution, in the target's original units. Numpy and scipy; each
-family's torch side (its NLL on the network's outputs) is in family_torch.py.
+and every score of its distribution, in the target's original units, in numpy and scipy;
+beside them each family's torch side (`nll_z`, its NLL on the network's outputs, and
+`shape_link`), written with tensor methods so that this module imports torch only when a
+network calls them.
 
 The network predicts a location and a scale of a transformed target t = g(y), and for some
 families shape parameters:

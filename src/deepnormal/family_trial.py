@@ -32,7 +32,7 @@ from scipy.optimize import minimize
 from deepnormal.config import Params
 from deepnormal.family import JohnsonSU, Normal, StudentT, family_named
 from deepnormal.family_choice import AUTO
-from deepnormal.inference import load_model
+from deepnormal.inference import TrainedModel, load_model
 from deepnormal.prepared import Split
 from deepnormal.training import FitResult, fit
 
@@ -104,9 +104,8 @@ def shape_gains(loc: np.ndarray, scale: np.ndarray, y: np.ndarray,
         return {name: base - cross_fitted(*proxies[name]) for name in shapes}
 
 
-def scores(result: FitResult, val: Split, by: str) -> np.ndarray:
+def scores(model: TrainedModel, val: Split, by: str) -> np.ndarray:
     """Each validation point's NLL or CRPS under a fit's ensemble, as it predicts."""
-    model = load_model(result.checkpoint)
     predictive = model.predict(val.frame).distribution
     with np.errstate(all="ignore"):
         return (predictive.nll_points(val.target) if by == "nll"
@@ -130,13 +129,13 @@ def try_families(params: Params, train: Split, val: Split, lr: float, out_dir: P
     base = first.encoder.family.name
     shapes = tuple(name for name in candidates if name in HEAVY_TAILS)
     untried: dict[str, str] = {}
+    first_model = load_model(first.checkpoint)
     if shapes and len(val) < MIN_SHAPE_ROWS:
         untried = {name: f"{len(val)} validation rows, fewer than the {MIN_SHAPE_ROWS} that "
                          "tell tails apart" for name in shapes}
         progress(f"family trial: {', '.join(shapes)} not tried: {untried[shapes[0]]}")
     elif shapes:
-        model = load_model(first.checkpoint)
-        predicted = model.predict(val.frame, calibrated=False).distribution
+        predicted = first_model.predict(val.frame, calibrated=False).distribution
         gains = shape_gains(predicted.loc, predicted.scale, val.target, shapes)
         untried = {name: f"re-scored, it gains {gain:+.3f} nats (needs {PROXY_MARGIN})"
                    for name, gain in gains.items() if gain <= PROXY_MARGIN}
@@ -147,14 +146,14 @@ def try_families(params: Params, train: Split, val: Split, lr: float, out_dir: P
     trained = [name for name in candidates if name not in untried]
     by = "crps" if any(family_named(name).point_mass for name in [base, *trained]) else "nll"
     fits = {base: first}
-    points = {base: scores(first, val, by)}
+    points = {base: scores(first_model, val, by)}
     with tempfile.TemporaryDirectory(prefix="deepnormal-family-") as scratch:
         for name in trained:
             progress(f"family trial: training {name}")
             tried = params.with_values({"model.distribution": name})
             fits[name] = fit(tried, train, val, lr, Path(scratch) / name, logger_for(name),
                              progress=False)
-            points[name] = scores(fits[name], val, by)
+            points[name] = scores(load_model(fits[name].checkpoint), val, by)
         better = [name for name in trained
                   if clearly_better(points[name], points[base], by)]
         chosen = min(better, key=lambda name: points[name].mean()) if better else base
