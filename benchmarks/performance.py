@@ -1,6 +1,7 @@
 """Benchmark: every speed figure of the pipeline in one table (docs/performance.md).
 
     python -m benchmarks.performance [--runs 3] [--train-runs 5] [--sizes 1e3,1e4,1e5,1e6]
+                                     [--tables cpssw8]
                                      [--only pipeline tracking loop scaling]
 
 Works in temporary copies of the repository (their own MLflow store and DVC cache), so the
@@ -14,7 +15,9 @@ Figures, each a median over --runs (stage and training runs over --train-runs):
     heteroscedastic table of 1e3..1e6 rows (--sizes; --runs tables drawn with data seeds
     0, 1, ..., one at 1e6), its test NLL against
     the oracle's, CatBoost's fit time and NLL on the same splits (the `peers` extra), the
-    growth exponent, and the largest table on the GPU when there is one
+    growth exponent, and the largest table on the GPU when there is one; then the same on
+    real tables (--tables, default cpssw8: 61k hourly earnings), beside the better of
+    CatBoost on y and on log y, with the fit's anytime curve (validation NLL against seconds)
   - what MLflow tracking costs the train stage on defaults (tracking.enabled true vs false)
   - the device training ran on
 """
@@ -210,6 +213,82 @@ def scaling_run(n: int, root: Path, seed: int = 0, accelerator: str = "auto") ->
             "epochs_run": summary["epochs_run"], "device": summary["device"]}
 
 
+def real_table_run(name: str, root: Path, seed: int) -> dict:
+    """One cold pipeline on a benchmark table (benchmarks/common.py) with split `seed`, then
+    CatBoost (on y, and on log y for a positive target) on the very same splits, and the
+    anytime curve of the fit: its validation NLL against seconds since the fit began, read
+    from the run's MLflow metric timestamps."""
+    from benchmarks.common import table_overrides
+    from deepnormal.prepared import read_splits
+
+    data = {key.split(".", 1)[1]: value for key, value in table_overrides(name).items()}
+    edit_params(root, {"data": data, "generate": {"seed": seed}})
+    seconds, peak = cold_repro(root)
+    metrics = json.loads((root / "data/evaluate/metrics.json").read_text())
+    summary = json.loads((root / "data/train/summary.json").read_text())
+    splits = read_splits(root / "data/prepared")
+    peers = {"CatBoost": scored_peer("catboost", splits)}
+    if (splits["train"].target > 0).all():
+        peers["CatBoost log(y)"] = scored_peer("catboost", splits, "lognormal")
+    best = min(peers, key=lambda p: peers[p].nll)
+    return {"seconds": seconds, "peak_mb": peak, "nll": metrics["test"]["model"]["nll"],
+            "family": metrics.get("family", ""), "peer": best, "peer_nll": peers[best].nll,
+            "catboost_seconds": peers["CatBoost"].seconds, "train_rows": len(splits["train"]),
+            "budget": summary["budget"], "epochs_run": summary["epochs_run"], "lr": summary["lr"],
+            "curve": anytime_curve(root, summary["run_id"])}
+
+
+def anytime_curve(root: Path, run_id: str) -> list[tuple[float, float]]:
+    """(seconds since the first epoch's end, validation NLL of the kept members) per epoch,
+    from the tracking store of the copy at `root`; the fit whose curve spans the most time
+    (with a family trial the kept family's unprefixed curve is logged after the fact)."""
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    keys = [key for key in client.get_run(run_id).data.metrics if key.endswith("val_nll_kept")]
+    curves = []
+    for key in keys:
+        history = sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
+        start = history[0].timestamp
+        curves.append([((m.timestamp - start) / 1000, m.value) for m in history])
+    return max(curves, key=lambda c: c[-1][0])
+
+
+def real_table_figures(names: list[str], runs: int, workdir: Path) -> None:
+    """Cold `dvc repro` on real benchmark tables, CatBoost beside it, and the anytime curve."""
+    for name in names:
+        found = []
+        for run in range(runs):
+            found.append(real_table_run(name, copy_repo(workdir / f"table-{name}-{run}"), run))
+            print(f"    {name}, split {run}: " + json.dumps(
+                {k: v for k, v in found[-1].items() if k != "curve"}), flush=True)
+        median = {key: statistics.median(f[key] for f in found)
+                  for key in ("seconds", "peak_mb", "nll", "peer_nll", "catboost_seconds")}
+        plan = found[0]["budget"]
+        lrs = "/".join(f"{f['lr']:.2g}" for f in found)
+        record(f"cold `dvc repro`, {name} ({found[0]['train_rows']:,} train rows)",
+               f"{median['seconds']:.0f} s, peak {median['peak_mb']:.0f} MB; "
+               f"{median['seconds'] / median['catboost_seconds']:.0f}x CatBoost's fit",
+               "<= 15x CatBoost (moonshot 5x)",
+               f"{len(found)} split(s); batch {plan['batch_size']:,}, lr "
+               f"{lrs}, epochs run "
+               f"{'/'.join(str(f['epochs_run']) for f in found)} of {plan['max_epochs']}")
+        margins = ", ".join(f"{f['nll'] - f['peer_nll']:+.3f}" for f in found)
+        record(f"test NLL, {name}: model / best CatBoost",
+               f"{median['nll']:.3f} / {median['peer_nll']:.3f}",
+               "model <= CatBoost - 0.05",
+               f"per split: {margins}; CatBoost fit {median['catboost_seconds']:.1f} s")
+        curve = found[0]["curve"]
+        final = curve[-1][1]
+        marks = []
+        for share in (0.1, 0.25, 0.5, 0.75, 1.0):
+            t, value = next(p for p in curve if p[0] >= share * curve[-1][0])
+            marks.append(f"{t:.0f} s: {value - final:+.3f}")
+        record(f"anytime curve, {name} split 0: validation NLL of the kept members against "
+               "the fit's seconds, minus its last value", "; ".join(marks), "",
+               f"CatBoost's whole fit: {found[0]['catboost_seconds']:.1f} s")
+
+
 def scaling_figures(sizes: list[int], runs: int, workdir: Path) -> None:
     """Cold `dvc repro` on a synthetic 8-feature table of each size, CatBoost beside it."""
     import numpy as np
@@ -247,6 +326,8 @@ def scaling_figures(sizes: list[int], runs: int, workdir: Path) -> None:
                "model <= CatBoost + 0.01" if n >= 30_000 else "",
                f"model - CatBoost per table: {margins}; CatBoost RMSEWithUncertainty fit "
                f"{median['catboost_seconds']:.1f} s (early stopping on val)")
+    if not sizes:
+        return
     large = [i for i, n in enumerate(sizes) if n >= 10_000]
     if len(large) >= 2:
         slope = np.polyfit(np.log([sizes[i] for i in large]),
@@ -278,10 +359,13 @@ def main() -> None:
                         help="repetitions of the default train stage, tracking on and off")
     parser.add_argument("--sizes", default="1e3,1e4,5e4,1e5,1e6",
                         help="table rows for the scaling figures (comma list)")
+    parser.add_argument("--tables", nargs="*", default=["cpssw8"],
+                        help="real benchmark tables (benchmarks/common.py) for the scaling "
+                             "figures, beside the synthetic one")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS),
                         help="measure only these groups of figures (default: all)")
     args = parser.parse_args()
-    sizes = [int(float(size)) for size in args.sizes.split(",")]
+    sizes = [int(float(size)) for size in args.sizes.split(",") if size]
 
     import platform
 
@@ -304,6 +388,7 @@ def main() -> None:
             loop_figures(args.runs)
         if "scaling" in args.only:
             scaling_figures(sizes, args.runs, Path(tmp))
+            real_table_figures(args.tables, args.runs, Path(tmp))
     print_table(machine)
 
 

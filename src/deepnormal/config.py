@@ -127,6 +127,11 @@ class ModelParams(_Section):
     # Numeric inputs that are never negative and skewed enter as log(1 + x) where a line
     # fits the target better so (preprocessing.columns_to_log).
     log_skewed: bool = True
+    # Each number also enters as its piecewise-linear encoding over quantile bins of the
+    # training split (Gorishniy et al. 2022, rtdl_num_embeddings): plain | piecewise | auto
+    # (piecewise from PIECEWISE_MIN_ROWS training rows: it cost small tables).
+    numeric_encoding: Literal["auto", "plain", "piecewise"] = "plain"
+    piecewise_bins: int = Field(16, ge=2, le=256)
 
     @model_validator(mode="after")
     def _check(self) -> ModelParams:

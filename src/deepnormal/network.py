@@ -95,7 +95,8 @@ class DeepNormalNet(nn.Module):
     settings (config.ModelParams): a new model option is read here and nowhere else."""
 
     def __init__(self, numeric_dim: int, cardinalities: list[int], target_mean: float,
-                 target_std: float, settings: ModelParams, family: str = "normal") -> None:
+                 target_std: float, settings: ModelParams, family: str = "normal",
+                 piecewise: tuple[tuple[int, tuple[float, ...]], ...] = ()) -> None:
         super().__init__()
         self.family = family_named(family)
         members, embedding_dim = settings.ensemble_size, settings.embedding_dim
@@ -108,6 +109,16 @@ class DeepNormalNet(nn.Module):
             for j, size in enumerate(self.cardinalities) if size > embedding_dim})
         width = numeric_dim + sum(
             embedding_dim if size > embedding_dim else size for size in self.cardinalities)
+        # Numbers with bin edges (TableEncoder.with_edges) also enter piecewise-linearly
+        # encoded, beside their value: a fixed map, shared by the members.
+        self.piecewise_positions = [position for position, _ in piecewise]
+        self.piecewise = None
+        if piecewise:
+            from rtdl_num_embeddings import PiecewiseLinearEncoding
+
+            self.piecewise = PiecewiseLinearEncoding(
+                [torch.tensor(edges, dtype=torch.float32) for _, edges in piecewise])
+            width += sum(len(edges) - 1 for _, edges in piecewise)
         layers: list[nn.Module] = []
         for size in settings.hidden_sizes:
             layers += [EnsembleLinear(members, width, size), ACTIVATIONS[settings.activation]()]
@@ -140,12 +151,19 @@ class DeepNormalNet(nn.Module):
     @classmethod
     def for_table(cls, encoder: TableEncoder, settings: ModelParams) -> DeepNormalNet:
         """The network for a fitted table encoder."""
+        piecewise = tuple((position, column.edges) for column, position
+                          in zip(encoder.numeric, encoder.value_positions, strict=True)
+                          if column.edges)
         return cls(encoder.numeric_dim, encoder.cardinalities, encoder.target.mean,
-                   encoder.target.std, settings, encoder.target.family)
+                   encoder.target.std, settings, encoder.target.family, piecewise)
 
     def inputs(self, numeric: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         """The first layer's input [M, B, width] from numeric [B, d] or [M, B, d] and codes
         [B, k] or [M, B, k] (every member sees the same rows, or a batch per member)."""
+        if self.piecewise is not None:
+            values = numeric[..., self.piecewise_positions]
+            encoded = self.piecewise(values.reshape(-1, values.shape[-1]))
+            numeric = torch.cat([numeric, encoded.reshape(*values.shape[:-1], -1)], dim=-1)
         if numeric.dim() == 2:
             numeric = numeric.expand(self.ensemble_size, *numeric.shape)
             codes = codes.expand(self.ensemble_size, *codes.shape)

@@ -1,6 +1,7 @@
 """The one fitted object that describes a table: fitted on the training split, stored in the
 checkpoint as plain values (numbers, strings, lists), applied by train, evaluate,
-`deepnormal-predict` and the served model alike. No torch.
+`deepnormal-predict` and the served model alike. No torch at import (only fitting bin edges
+loads it).
 
 - numeric column: an empty cell gets the training median, and each column that had empty
   cells in training gets a 0/1 "was empty" input beside it; a column that is never negative,
@@ -10,7 +11,9 @@ checkpoint as plain values (numbers, strings, lists), applied by train, evaluate
   a log-normal turns a far row into an absurd spread; a little way out, as on credit, where
   the balance grows linearly with the limit, extrapolation is right: clipping at the range
   itself cost credit 0.11 nats a point); then standardised with the training mean and std
-  (identity with model.standardize false, where the margin is HELD_MARGIN units);
+  (identity with model.standardize false, where the margin is HELD_MARGIN units); with
+  model.numeric_encoding piecewise, also the edges of quantile bins of those standardised
+  training values, from which the network builds each number's piecewise-linear encoding;
 - date column: a day count (since 1970, held near the training range and standardised, as a
   number is) and the day of the year and of the week, each as a point on a circle (sin, cos)
   so that December meets January; an empty cell gets the training median date;
@@ -24,7 +27,7 @@ In the spirit of pytorch-tabular's fitted datamodule, nothing downstream re-deri
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -148,6 +151,9 @@ class NumericColumn:
     std: float
     low: float | None = None  # the training range, after the log (None: older checkpoints)
     high: float | None = None
+    # Quantile bin edges of the standardised training values, for the network's
+    # piecewise-linear encoding (model.numeric_encoding); None: the number enters as it is.
+    edges: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -187,7 +193,38 @@ class TableEncoder:
 
     @classmethod
     def fit(cls, train: Split, family: str = "normal", standardize: bool = True,
-            min_category_rows: int = 1, log_skewed: bool = False) -> TableEncoder:
+            min_category_rows: int = 1, log_skewed: bool = False,
+            piecewise_bins: int = 0) -> TableEncoder:
+        encoder = cls._fit(train, family, standardize, min_category_rows, log_skewed)
+        return encoder.with_edges(train, piecewise_bins) if piecewise_bins else encoder
+
+    def with_edges(self, train: Split, bins: int) -> TableEncoder:
+        """The encoder with each numeric column's quantile bin edges (at most `bins` bins,
+        fewer where values repeat), computed by rtdl_num_embeddings on the standardised
+        training values the network sees; a column of one or two values (yes/no) gets none:
+        one bin would only rescale it."""
+        import torch
+        from rtdl_num_embeddings import compute_bins
+
+        encoded = self.encode(train.frame).numeric
+        numeric = []
+        for column, position in zip(self.numeric, self.value_positions, strict=True):
+            values = torch.as_tensor(encoded[:, [position]], dtype=torch.float32)
+            if len(torch.unique(values)) <= 2:
+                numeric.append(column)
+                continue
+            edges = compute_bins(values, n_bins=min(bins, len(values) - 1))[0]
+            numeric.append(replace(column, edges=tuple(float(e) for e in edges)))
+        return replace(self, numeric=tuple(numeric))
+
+    @property
+    def value_positions(self) -> list[int]:
+        """Where each numeric column's value sits among the network's numeric inputs."""
+        return [int(p) for p in np.cumsum([0] + [1 + c.flag for c in self.numeric])[:-1]]
+
+    @classmethod
+    def _fit(cls, train: Split, family: str, standardize: bool, min_category_rows: int,
+             log_skewed: bool) -> TableEncoder:
         filled, numeric, categorical, date_columns = {}, [], [], []
         for name in train.feature_names:
             values = train.frame[name]
@@ -233,7 +270,7 @@ class TableEncoder:
 
     # --- plain values, for the checkpoint ---------------------------------------------
     def to_dict(self) -> dict:
-        return {"numeric": [asdict(c) for c in self.numeric],
+        return {"numeric": [_plain(asdict(c)) for c in self.numeric],
                 "categorical": [{"name": c.name, "categories": list(c.categories)}
                                 for c in self.categorical],
                 "target": asdict(self.target)} | (
@@ -243,7 +280,8 @@ class TableEncoder:
     def from_dict(cls, values: dict) -> TableEncoder:
         # Older checkpoints: no log (every input as it is), no range (nothing held), no dates.
         numeric = tuple(NumericColumn(c["name"], c["fill"], c.get("log", False), c["flag"],
-                                      c["mean"], c["std"], c.get("low"), c.get("high"))
+                                      c["mean"], c["std"], c.get("low"), c.get("high"),
+                                      None if c.get("edges") is None else tuple(c["edges"]))
                         for c in values["numeric"])
         categorical = tuple(CategoricalColumn(c["name"], tuple(c["categories"]))
                             for c in values["categorical"])
@@ -342,6 +380,12 @@ class TableEncoder:
         """The standardised transformed target the network is trained on (NaN on a point
         mass, where there is none)."""
         return (self.family.transform(y) - self.target.mean) / self.target.std
+
+
+def _plain(column: dict) -> dict:
+    """A numeric column's values for the checkpoint: edges as a list, and none without."""
+    edges = column.pop("edges")
+    return column if edges is None else column | {"edges": list(edges)}
 
 
 def _as_input(values: pd.Series, log: bool) -> np.ndarray:

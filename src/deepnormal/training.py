@@ -20,6 +20,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from deepnormal.budget import Budget, batch_size
+from deepnormal.capacity import piecewise_bins
 from deepnormal.config import Params
 from deepnormal.errors import DeepnormalError
 from deepnormal.family_choice import family_to_fit
@@ -86,7 +87,8 @@ def fit_encoder(params: Params, train: Split) -> TableEncoder:
     return TableEncoder.fit(train, family=family_to_fit(params.model.distribution, train.family),
                             standardize=params.model.standardize,
                             min_category_rows=params.data.min_category_rows,
-                            log_skewed=params.model.log_skewed)
+                            log_skewed=params.model.log_skewed,
+                            piecewise_bins=piecewise_bins(params.model, len(train)))
 
 
 def range_test(params: Params, train: Split) -> tuple[np.ndarray, np.ndarray]:
