@@ -14,11 +14,15 @@ DEFAULTS = TrainParams()
     # Small tables end by epochs (and early stopping) whatever their size.
     (190, Budget(256, 1, 2000, 200)),
     (4_096, Budget(256, 16, 2000, 200)),
-    # Beyond 4,096 rows the step budget binds; from 8,192 the batch grows: 1000 epochs of 32.
+    # Beyond 4,096 rows the step budget binds; from 8,192 the batch grows and the run takes
+    # fewer steps, as many rows seen as at batch 256 (30,000 rows: 8,733 steps of 938) ...
     (5_187, Budget(256, 21, 1523, 152)),
-    (30_000, Budget(938, 32, 1000, 100)),
+    (8_192, Budget(256, 32, 1000, 100)),
+    (30_000, Budget(938, 32, 272, 27)),
+    # ... but at least a quarter of max_steps: 8,000 steps (61,000 rows: 250 epochs of 32).
+    (36_837, Budget(1152, 32, 250, 25)),
     # Past max_batch_size x max_steps_per_epoch the batch stops growing.
-    (600_000, Budget(4096, 147, 217, 22)),
+    (600_000, Budget(4096, 147, 54, 5)),
 ])
 def test_default_budget_by_table_size(rows, expected):
     assert Budget.for_rows(rows, DEFAULTS) == expected
