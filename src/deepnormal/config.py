@@ -130,7 +130,7 @@ class ModelParams(_Section):
     # Each number also enters as its piecewise-linear encoding over quantile bins of the
     # training split (Gorishniy et al. 2022, rtdl_num_embeddings): plain | piecewise | auto
     # (piecewise from PIECEWISE_MIN_ROWS training rows: it cost small tables).
-    numeric_encoding: Literal["auto", "plain", "piecewise"] = "plain"
+    numeric_encoding: Literal["auto", "plain", "piecewise"] = "auto"
     piecewise_bins: int = Field(16, ge=2, le=256)
 
     @model_validator(mode="after")
