@@ -375,7 +375,7 @@ def main() -> None:
     machine = (f"{platform.node()}: {os.cpu_count()} CPUs, {device}, torch {torch.__version__}, "
                f"{time.strftime('%Y-%m-%d')}; command: python -m benchmarks.performance "
                f"--runs {args.runs} --train-runs {args.train_runs} --sizes {args.sizes} "
-               f"--only {' '.join(args.only)}")
+               f"--only {' '.join(args.only)} --tables {' '.join(args.tables)}")
     with tempfile.TemporaryDirectory(prefix="deepnormal-perf-") as tmp:
         root = copy_repo(Path(tmp) / "repo")
         if "pipeline" in args.only:
