@@ -95,3 +95,9 @@ def test_a_piecewise_fit_on_the_real_trainer_learns_the_kink_and_reloads(tmp_pat
     assert [c.edges is not None for c in loaded.encoder.numeric] == [True, False, False]
     predicted = loaded.predict(val.frame).distribution
     assert np.isfinite(predicted.mean()).all()
+
+
+def test_the_served_models_environment_installs_the_encoding():
+    from deepnormal.serving import requirements
+
+    assert any(line.startswith("rtdl_num_embeddings==") for line in requirements())

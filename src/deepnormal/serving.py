@@ -76,7 +76,11 @@ def log_model(checkpoint: Path, example: pd.DataFrame) -> None:
 
 
 def requirements() -> list[str]:
+    from importlib.metadata import version
+
     import torch
 
+    # rtdl_num_embeddings: a network on piecewise-linearly encoded numbers (model.numeric_encoding).
     return [f"torch=={torch.__version__.split('+')[0]}", "numpy", "pandas", "scipy",
-            f"mlflow=={mlflow.__version__}"]
+            f"mlflow=={mlflow.__version__}",
+            f"rtdl_num_embeddings=={version('rtdl_num_embeddings')}"]
