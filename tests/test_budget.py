@@ -15,14 +15,14 @@ DEFAULTS = TrainParams()
     (190, Budget(256, 1, 2000, 200)),
     (4_096, Budget(256, 16, 2000, 200)),
     # Beyond 4,096 rows the step budget binds; from 8,192 the batch grows and the run takes
-    # fewer steps, as many rows seen as at batch 256 (30,000 rows: 8,733 steps of 938) ...
+    # fewer steps, as many rows seen as at batch 256 (10,000 rows: 32,000 x 256 / 313) ...
     (5_187, Budget(256, 21, 1523, 152)),
     (8_192, Budget(256, 32, 1000, 100)),
-    (30_000, Budget(938, 32, 272, 27)),
-    # ... but at least a quarter of max_steps: 8,000 steps (61,000 rows: 250 epochs of 32).
-    (36_837, Budget(1152, 32, 250, 25)),
+    (10_000, Budget(313, 32, 817, 82)),
+    # ... but at least half of max_steps: 16,000 steps (30,000 rows: 500 epochs of 32).
+    (30_000, Budget(938, 32, 500, 50)),
     # Past max_batch_size x max_steps_per_epoch the batch stops growing.
-    (600_000, Budget(4096, 147, 54, 5)),
+    (600_000, Budget(4096, 147, 108, 11)),
 ])
 def test_default_budget_by_table_size(rows, expected):
     assert Budget.for_rows(rows, DEFAULTS) == expected
