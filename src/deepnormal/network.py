@@ -92,7 +92,9 @@ class EnsembleEmbedding(nn.Module):
 
 class DeepNormalNet(nn.Module):
     """Built from the table's input sizes, the target's standardisation and the model's
-    settings (config.ModelParams): a new model option is read here and nowhere else."""
+    settings (config.ModelParams): a new model option is read here and nowhere else. (Which
+    numbers are piecewise-linearly encoded is the encoder's: their bin edges come with it,
+    fitted where capacity.py says, so a checkpoint alone rebuilds the network.)"""
 
     def __init__(self, numeric_dim: int, cardinalities: list[int], target_mean: float,
                  target_std: float, settings: ModelParams, family: str = "normal",
