@@ -232,7 +232,7 @@ def real_table_run(name: str, root: Path, seed: int) -> dict:
         peers["CatBoost log(y)"] = scored_peer("catboost", splits, "lognormal")
     best = min(peers, key=lambda p: peers[p].nll)
     return {"seconds": seconds, "peak_mb": peak, "nll": metrics["test"]["model"]["nll"],
-            "family": metrics.get("family", ""), "peer": best, "peer_nll": peers[best].nll,
+            "family": metrics["family"], "peer": best, "peer_nll": peers[best].nll,
             "catboost_seconds": peers["CatBoost"].seconds, "train_rows": len(splits["train"]),
             "budget": summary["budget"], "epochs_run": summary["epochs_run"], "lr": summary["lr"],
             "curve": anytime_curve(root, summary["run_id"])}

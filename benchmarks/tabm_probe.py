@@ -59,21 +59,12 @@ def model_for(arm: str, encoder, train_numeric: np.ndarray):
     return tabm.TabM.make(**common, k=32, n_blocks=3, d_block=256)
 
 
-def moments(out):
-    """[B, k, 2] -> the ensemble's (mu, sigma) [B] and each member's (mu, sigma) [B, k]."""
+def members(out):
+    """TabM's output [B, k, 2] -> each member's (mu, sigma) as the project's network gives
+    them, [k, B] (a softplus scale above the default floor)."""
     import torch.nn.functional as F
 
-    mu, sigma = out[..., 0], F.softplus(out[..., 1]) + 1e-4
-    mean = mu.mean(dim=1)
-    variance = sigma.square().mean(dim=1) + (mu - mean[:, None]).square().mean(dim=1)
-    return mean, variance.sqrt(), mu, sigma
-
-
-def gaussian_nll(y, mu, sigma):
-    import math
-
-    import torch
-    return 0.5 * math.log(2 * math.pi) + torch.log(sigma) + 0.5 * ((y - mu) / sigma) ** 2
+    return out[..., 0].T, F.softplus(out[..., 1]).T + 1e-4
 
 
 def fit_and_score(arm: str, data: dict, params, seed: int) -> tuple[float, float, int]:
@@ -82,12 +73,15 @@ def fit_and_score(arm: str, data: dict, params, seed: int) -> tuple[float, float
     from deepnormal import metrics
     from deepnormal.budget import batch_size
     from deepnormal.family import family_named
+    from deepnormal.network import gaussian_nll_z, mixture_moments
     from deepnormal.preprocessing import TableEncoder
 
     torch.manual_seed(seed)
     train, val, test = data["train"], data["val"], data["test"]
     family = train.family if train.family in ("normal", "lognormal") else "normal"
-    encoder = TableEncoder.fit(train, family=family, min_category_rows=5, log_skewed=True)
+    encoder = TableEncoder.fit(train, family=family,
+                               min_category_rows=params.data.min_category_rows,
+                               log_skewed=params.model.log_skewed)
 
     def tensors(split):
         encoded = encoder.encode(split.frame)
@@ -113,15 +107,14 @@ def fit_and_score(arm: str, data: dict, params, seed: int) -> tuple[float, float
         model.train()
         for rows in torch.randperm(len(y)).split(batch):
             out = forward(xn, xc, rows)
-            _, _, mu, sigma = moments(out)
-            loss = gaussian_nll(y[rows][:, None], mu, sigma).mean()
+            loss = gaussian_nll_z(y[rows], *members(out)).mean()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
         model.eval()
         with torch.no_grad():
-            mean, std, _, _ = moments(forward(vn, vc))
-            score = float(gaussian_nll(y_val, mean, std).mean())
+            score = float(gaussian_nll_z(y_val, *mixture_moments(*members(
+                forward(vn, vc)))).mean())
         if score < best:
             best, since = score, 0
             best_state = {k: v.clone() for k, v in model.state_dict().items()}
@@ -133,7 +126,7 @@ def fit_and_score(arm: str, data: dict, params, seed: int) -> tuple[float, float
     model.load_state_dict(best_state)
     model.eval()
     with torch.no_grad():
-        mean, std, _, _ = moments(forward(tn, tc))
+        mean, std = mixture_moments(*members(forward(tn, tc)))
     target = encoder.target
     loc = target.mean + target.std * mean.double().numpy()
     scale = target.std * std.double().numpy()
