@@ -45,6 +45,7 @@ TABLES = {
     "hotels": Table("examples/hotels.csv", "avg_price_per_room"),
     "gapminder": Table("examples/gapminder.csv", "life_expectancy"),
     "cpssw8": Table("examples/cpssw8.csv", "earnings"),
+    "movies": Table("examples/movies.csv", "rating"),
 }
 # Defaults are chosen on the first group (every table the project's defaults were ever
 # measured on); the second is only reported, never used to choose anything.
