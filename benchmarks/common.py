@@ -46,6 +46,10 @@ TABLES = {
     "gapminder": Table("examples/gapminder.csv", "life_expectancy"),
     "cpssw8": Table("examples/cpssw8.csv", "earnings"),
     "movies": Table("examples/movies.csv", "rating"),
+    # Between 1,000 and 4,000 training rows, where numeric_encoding: auto turns the
+    # encoding on (capacity.PIECEWISE_MIN_ROWS).
+    "exam": Table("examples/exam.csv", "normexam", ("school",)),
+    "stackoverflow": Table("examples/stackoverflow.csv", "Salary"),
 }
 # Defaults are chosen on the first group (every table the project's defaults were ever
 # measured on); the second is only reported, never used to choose anything.

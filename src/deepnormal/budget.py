@@ -9,8 +9,10 @@ The run lasts max_epochs passes or max_steps steps, whichever is fewer: a small 
 bounded by passes (early stopping decides), a large one by steps, each on a larger, less
 noisy batch, instead of by thousands of long passes. The cosine schedule spans the run and
 early stopping waits `patience` (a share) of it, so both mean the same at every size. The
-reference problem (1,200 training rows, batch 256: 5 steps a pass) keeps the budget it had
-in epochs: 2000 passes, patience 200.
+reference problem (1,200 training rows, batch 256: 5 steps a pass) gets 4000 passes, patience
+400: its scale must fall steeply where the noise vanishes, which takes a long run (2000
+passes left it 0.03 nats short on average, docs/model-quality.md); a small table that stops
+early scores the same, one patience later.
 
 max_steps counts steps of the smallest batch (train.batch_size). A grown batch sees more rows
 a step, so the run takes proportionally fewer steps, the same rows seen, but never fewer than

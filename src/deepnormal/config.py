@@ -145,7 +145,7 @@ class TrainParams(_Section):
     batch_size: int = Field(256, ge=1)
     max_steps_per_epoch: int = Field(32, ge=1)
     max_batch_size: int = Field(4096, ge=1)
-    max_epochs: int = Field(2000, ge=1)
+    max_epochs: int = Field(4000, ge=1)
     max_steps: int = Field(32000, ge=1)
     patience: float = Field(0.1, gt=0.0, le=1.0)
     min_delta: float = Field(0.0, ge=0.0)
